@@ -1,0 +1,33 @@
+# Everything runs inside a virtual environment that the targets create themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A pinned torch is installed first. On this CPU-only machine torch==2.13.0 resolves to a local CPU
+# wheel; elsewhere override it, e.g. `make TORCH_SPEC="torch>=2.4" install` or a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-slow bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/hfkit train recipes/clm_pretrain.yaml
+
+test: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/train_throughput.py
+	$(PY) bench/packing.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info
