@@ -1,0 +1,21 @@
+"""hfkit: train, adapt and evaluate language models on the Hugging Face stack by running recipes."""
+from .errors import HfkitError
+
+__version__ = "0.1.0"
+__all__ = ["HfkitError", "train", "perplexity", "conditional_perplexity", "generate", "train_tokenizer"]
+
+
+def __getattr__(name):  # keep `import hfkit` light: torch/transformers load on first use
+    if name == "train":
+        from .train import train
+        return train
+    if name in ("perplexity", "conditional_perplexity"):
+        from .evaluation import perplexity as m
+        return getattr(m, name)
+    if name == "generate":
+        from .evaluation.generation import generate
+        return generate
+    if name == "train_tokenizer":
+        from .data.tokenizer import train_tokenizer
+        return train_tokenizer
+    raise AttributeError(name)

@@ -1,0 +1,323 @@
+"""`hfkit` command line: train, recipes, tokenizer, data, eval, generate.
+
+Every command is a thin layer over a Python function of the package. Bad input is an `HfkitError`,
+printed as one line on stderr with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage + message by default)
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _add_generation_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation")
+    g.add_argument("--max-new-tokens", type=int, default=40)
+    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy/beam decoding")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--num-beams", type=int, default=1)
+    g.add_argument("--num-return-sequences", type=int, default=1)
+    g.add_argument("--repetition-penalty", type=float, default=None)
+    g.add_argument("--seed", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hfkit", description="Train, adapt and evaluate language models by running recipes.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="run a training recipe")
+    t.add_argument("recipe", help="recipe YAML file or shipped recipe name")
+    t.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. max_steps=100")
+    t.add_argument("--json", action="store_true", help="print the run's metrics as JSON")
+
+    r = sub.add_parser("recipes", help="list the shipped recipes")
+    r.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("data", help="build a recipe's dataset and report it (no training)")
+    d.add_argument("recipe")
+    d.add_argument("overrides", nargs="*")
+    d.add_argument("--json", action="store_true")
+
+    tok = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="action", required=True,
+                                                                            parser_class=_Parser)
+    tt = tok.add_parser("train", help="train a tokenizer on text data")
+    tt.add_argument("--kind", choices=["char", "word", "bpe", "wordpiece", "unigram"], default="bpe")
+    tt.add_argument("--vocab-size", type=int, default=4096)
+    tt.add_argument("--min-frequency", type=int, default=2)
+    tt.add_argument("--lowercase", action="store_true")
+    tt.add_argument("--data", action="append", default=None,
+                    help="file, folder, 'default' or hub:owner/name (repeatable; default: default)")
+    tt.add_argument("--text-field", default="text")
+    tt.add_argument("--output", required=True, help="folder to save the tokenizer in")
+    tt.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="metric", required=True,
+                                                                       parser_class=_Parser)
+    pp = ev.add_parser("perplexity", help="corpus (sliding window) or conditional perplexity")
+    pp.add_argument("--model", required=True, help="model folder or Hub id")
+    pp.add_argument("--data", help="file, folder, 'default' or hub:owner/name")
+    pp.add_argument("--text-field", default="text")
+    pp.add_argument("--split", choices=["all", "train", "validation"], default="all",
+                    help="score only this part of the data, split as a training recipe does")
+    pp.add_argument("--block-size", type=int, default=None, help="window length (default: model maximum)")
+    pp.add_argument("--stride", type=int, default=None, help="window step (default: block_size/2)")
+    pp.add_argument("--prefix-field", default=None, help="conditional: field holding the prefix")
+    pp.add_argument("--continuation-field", default=None, help="conditional: field holding the continuation")
+    pp.add_argument("--prefix", default=None, help="conditional, one pair: the prefix text")
+    pp.add_argument("--continuation", default=None, help="conditional, one pair: the continuation text")
+    pp.add_argument("--batch-size", type=int, default=8)
+    pp.add_argument("--output", default=None, help="also write the result JSON here")
+    pp.add_argument("--json", action="store_true")
+
+    g = sub.add_parser("generate", help="generate text from prompts, in batches")
+    g.add_argument("--model", required=True, help="model folder or Hub id")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    src.add_argument("--prompts-file", help="one prompt per line, or JSONL with a 'prompt' field")
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--json", action="store_true")
+    _add_generation_flags(g)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import HfkitError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return _dispatch(args)
+    except (HfkitError, _UsageError) as e:
+        print(f"hfkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hfkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    if args.command == "recipes":
+        from .recipe import list_recipes
+
+        recipes = list_recipes()
+        if args.json:
+            print(json.dumps(recipes, indent=2))
+        else:
+            width = max(map(len, recipes), default=0)
+            for name, desc in recipes.items():
+                print(f"{name:<{width}}  {desc}")
+        return 0
+    if args.command == "train":
+        from .train import train
+
+        metrics = train(args.recipe, args.overrides, quiet=args.json)
+        if args.json:
+            print(json.dumps(metrics, indent=2, default=str))
+        return 0
+    if args.command == "data":
+        return _cmd_data(args)
+    if args.command == "tokenizer":
+        return _cmd_tokenizer(args)
+    if args.command == "eval":
+        return _cmd_perplexity(args)
+    if args.command == "generate":
+        return _cmd_generate(args)
+    return 2
+
+
+def _emit(result: dict, as_json: bool, title: str) -> None:
+    from .evaluation.report import print_table
+
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print_table(title, [(k, v) for k, v in result.items() if not isinstance(v, (dict, list))])
+
+
+def _cmd_data(args) -> int:
+    from .data.corpus import build_corpus
+    from .data.tokenizer import load_tokenizer, train_tokenizer
+    from .objectives.clm import prepare_clm_data
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    seed = recipe.training.get("seed", 42)
+    corpus = build_corpus(recipe.data, seed)
+    tk = recipe.tokenizer
+    tokenizer = (load_tokenizer(tk.path) if tk.path else
+                 train_tokenizer((t for ds in corpus.train.values() for t in ds["text"]), tk.kind, tk.vocab_size,
+                                 tk.min_frequency, tk.lowercase))
+    stats = prepare_clm_data(recipe, tokenizer, corpus, seed).stats
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    from .evaluation.report import print_table
+
+    rows = [("documents loaded", stats["documents_loaded"]), ("removed by length", stats["removed_by_length"]),
+            (f"removed duplicates ({stats['dedup']})", stats["removed_duplicates"])]
+    for k, m in stats["mixture"].items():
+        rows.append((f"{k}", f"{m['tokens']:,} tokens, drawn {m['drawn_tokens']:,} "
+                             f"= {m['effective_epochs']:.2f} epochs, {m['share']:.1%} of mixture"))
+    tp = stats["train_packing"]
+    rows += [("train blocks", f"{tp['blocks']:,} x {tp['block_size']} ({tp['dropped_tokens']} tokens dropped)")]
+    print_table("hfkit data", rows)
+    return 0
+
+
+def _cmd_tokenizer(args) -> int:
+    from datasets import concatenate_datasets
+
+    from .data.sources import load_source, source_from_spec
+    from .data.tokenizer import train_tokenizer
+    from .io import atomic_write_text
+
+    sources = [source_from_spec(s, args.text_field) for s in (args.data or ["default"])]
+    ds = concatenate_datasets([load_source(s) for s in sources])
+    tok = train_tokenizer(iter(ds["text"]), args.kind, args.vocab_size, args.min_frequency, args.lowercase)
+    out = Path(args.output)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tok.save_pretrained(str(tmp))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    result = {"kind": args.kind, "vocab_size": len(tok), "documents": len(ds), "output": str(out),
+              "special_tokens": tok.special_tokens_map}
+    atomic_write_text(out / "hfkit_tokenizer.json", json.dumps(result, indent=2) + "\n")
+    _emit(result, args.json, "tokenizer")
+    return 0
+
+
+def _load_model_and_tokenizer(path: str):
+    from .data.tokenizer import load_tokenizer
+    from .models import load_causal_lm
+
+    model = load_causal_lm(path)
+    return model, load_tokenizer(path)
+
+
+def _cmd_perplexity(args) -> int:
+    from .errors import HfkitError
+    from .evaluation.perplexity import conditional_perplexity, perplexity
+
+    if args.prefix is not None or args.continuation is not None:
+        if args.continuation is None:
+            raise HfkitError("--prefix needs --continuation")
+        pairs = [(args.prefix or "", args.continuation)]
+        ds = None
+    else:
+        if not args.data:
+            raise HfkitError("give --data SRC (or --prefix/--continuation)")
+        ds = _eval_dataset(args)
+        pairs = None
+        if args.continuation_field:
+            pf = args.prefix_field or "prefix"
+            for f in (pf, args.continuation_field):
+                if f not in ds.column_names:
+                    raise HfkitError(f"{args.data}: field '{f}' not found (columns: {', '.join(ds.column_names)})")
+            pairs = list(zip(ds[pf], ds[args.continuation_field]))
+    model, tokenizer = _load_model_and_tokenizer(args.model)
+    progress = not args.json
+    if pairs is not None:
+        result = {"kind": "conditional", **conditional_perplexity(model, tokenizer, pairs, args.batch_size, progress)}
+    else:
+        result = {"kind": "corpus", **perplexity(model, tokenizer, ds["text"], args.block_size, args.stride,
+                                                 args.batch_size, progress)}
+    result.update(model=args.model, data=args.data, split=args.split)
+    if args.output:
+        from .io import write_json
+
+        write_json(args.output, result)
+    _emit(result, args.json, "perplexity")
+    return 0
+
+
+def _eval_dataset(args):
+    """The evaluation data: a whole source, or the train/validation part a recipe would use."""
+    from .data.sources import load_source, source_from_spec
+    from .errors import HfkitError
+
+    src = source_from_spec(args.data, args.text_field)
+    if args.continuation_field:
+        from datasets import load_dataset
+
+        if src.kind not in ("json", "csv", "parquet"):
+            raise HfkitError(f"{args.data}: conditional perplexity needs JSONL, CSV or Parquet records")
+        try:
+            return load_dataset(src.kind, data_files=src.path, split="train")
+        except Exception as e:
+            raise HfkitError(f"{args.data}: cannot read records: {str(e).splitlines()[0][:200]}") from None
+    if args.split == "all":
+        return load_source(src)
+    import yaml
+
+    from .data.corpus import build_corpus
+    from .recipe import DataConfig
+
+    seed, frac, kw = 42, 0.05, {}
+    saved = Path(args.model) / "recipe.yaml"
+    if saved.is_file():  # split exactly as the run that trained this model did
+        r = yaml.safe_load(saved.read_text())
+        seed = r.get("training", {}).get("seed", 42)
+        d = r.get("data", {})
+        frac = d.get("validation_fraction", frac)
+        kw = {k: d[k] for k in ("min_chars", "max_chars", "dedup") if k in d}
+    corpus = build_corpus(DataConfig(sources=[src], validation_fraction=frac, **kw), seed)
+    return corpus.validation if args.split == "validation" else next(iter(corpus.train.values()))
+
+
+def _cmd_generate(args) -> int:
+    from .errors import HfkitError
+    from .evaluation.generation import generate
+
+    if args.prompts_file:
+        path = Path(args.prompts_file)
+        if not path.is_file():
+            raise HfkitError(f"--prompts-file: no such file: {path}")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise HfkitError(f"{path}: not UTF-8 text") from None
+        if path.suffix == ".jsonl":
+            prompts = []
+            for n, line in enumerate(lines, 1):
+                if line.strip():
+                    try:
+                        prompts.append(json.loads(line)["prompt"])
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise HfkitError(f"{path} line {n}: expected a JSON object with a 'prompt' field") from None
+        else:
+            prompts = [ln for ln in lines if ln.strip()]
+        if not prompts:
+            raise HfkitError(f"{path}: no prompts in the file")
+    else:
+        prompts = args.prompt
+    model, tokenizer = _load_model_and_tokenizer(args.model)
+    outs = generate(model, tokenizer, prompts, batch_size=args.batch_size, seed=args.seed,
+                    max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, temperature=args.temperature,
+                    top_k=args.top_k, top_p=args.top_p, num_beams=args.num_beams,
+                    num_return_sequences=args.num_return_sequences, repetition_penalty=args.repetition_penalty)
+    if args.json:
+        print(json.dumps([{"prompt": p, "outputs": o} for p, o in zip(prompts, outs)], indent=2, ensure_ascii=False))
+    else:
+        for p, o in zip(prompts, outs):
+            for text in o:
+                print(f"### {p}{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

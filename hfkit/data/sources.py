@@ -1,0 +1,164 @@
+"""Data sources: local text/JSONL/CSV/Parquet, a Hub dataset id, and the built-in default corpus.
+
+Every source becomes a `datasets.Dataset` with one column, `text`.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from pathlib import Path
+
+from datasets import Dataset, load_dataset
+
+from ..errors import HfkitError
+from ..recipe import SourceConfig, looks_like_hub_id
+
+_EXT_KIND = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".json": "json",
+             ".csv": "csv", ".parquet": "parquet"}
+_HEADING = re.compile(r"\n(?=[^\n]+\n[=*\-~^]{3,}\n)")
+
+
+def default_corpus_documents() -> list[str]:
+    """English prose from Python's own `pydoc_data.topics` (~65k words), split into sections.
+
+    It ships with every CPython, so a recipe always has real text to train on, offline.
+    """
+    from pydoc_data.topics import topics
+
+    docs = []
+    for key in sorted(topics):
+        for section in _HEADING.split(topics[key]):
+            section = section.strip()
+            if section:
+                docs.append(section)
+    return docs
+
+
+def source_label(src: SourceConfig) -> str:
+    if src.name:
+        return src.name
+    if src.kind == "default":
+        return "pydoc"
+    return Path(src.path).stem if src.kind != "hub" else src.path
+
+
+def _files(src: SourceConfig) -> list[str]:
+    p = src.path
+    if any(c in p for c in "*?["):
+        files = sorted(glob.glob(p, recursive=True))
+    elif os.path.isdir(p):
+        exts = {k for k, v in _EXT_KIND.items() if v == src.kind}
+        files = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and f.suffix in exts)
+    else:
+        files = [p]
+    return [f for f in files if os.path.isfile(f)]
+
+
+def check_source(src: SourceConfig, key: str) -> None:
+    """Cheap up-front check of one source: the fields it needs and that its files exist."""
+    if src.kind == "default":
+        return
+    if not src.path:
+        raise HfkitError(f"recipe key '{key}.path' is required for a '{src.kind}' source")
+    if src.kind == "hub":
+        if not looks_like_hub_id(src.path):
+            raise HfkitError(f"recipe key '{key}.path': '{src.path}' is not a Hub dataset id (owner/name)")
+        return
+    if not any(c in src.path for c in "*?[") and not os.path.exists(src.path):
+        raise HfkitError(f"recipe key '{key}.path': no such file or folder: {src.path}")
+    if not _files(src):
+        raise HfkitError(f"recipe key '{key}.path': no {src.kind} files found at {src.path}")
+    if src.weight is not None and src.weight <= 0:
+        raise HfkitError(f"recipe key '{key}.weight' must be > 0, got {src.weight}")
+    if src.epochs is not None and src.epochs <= 0:
+        raise HfkitError(f"recipe key '{key}.epochs' must be > 0, got {src.epochs}")
+
+
+def source_from_spec(spec: str, text_field: str = "text") -> SourceConfig:
+    """CLI shorthand: `default`, a file/folder path (kind from its extension), or `hub:owner/name`."""
+    if spec == "default":
+        return SourceConfig(kind="default")
+    if spec.startswith("hub:"):
+        return SourceConfig(kind="hub", path=spec[4:], text_field=text_field)
+    p = Path(spec)
+    if p.is_dir():
+        exts = {f.suffix for f in p.rglob("*") if f.is_file()}
+        kind = next((_EXT_KIND[e] for e in (".jsonl", ".json", ".parquet", ".csv") if e in exts), "text")
+        return SourceConfig(kind=kind, path=spec, text_field=text_field)
+    if p.exists():
+        return SourceConfig(kind=_EXT_KIND.get(p.suffix.lower(), "text"), path=spec, text_field=text_field)
+    if looks_like_hub_id(spec) and "/" in spec:
+        return SourceConfig(kind="hub", path=spec, text_field=text_field)
+    raise HfkitError(f"data source not found: {spec} (give a file, a folder, 'default' or hub:owner/name)")
+
+
+def _first_bad_json_line(path: str) -> str | None:
+    with open(path, encoding="utf-8", errors="strict") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as e:
+                    return f"{path} line {n}: invalid JSON ({e.msg})"
+    return None
+
+
+def load_source(src: SourceConfig) -> Dataset:
+    """Load one source as a Dataset with a single `text` column."""
+    if src.kind == "default":
+        return Dataset.from_dict({"text": default_corpus_documents()})
+    if src.kind == "hub":
+        ds = _load_hub(src)
+        where = f"Hub dataset {src.path}"
+    else:
+        files = _files(src)
+        where = files[0] if len(files) == 1 else f"{src.path} ({len(files)} files)"
+        ds = _load_local(src, files)
+    if src.text_field not in ds.column_names:
+        raise HfkitError(
+            f"{where}: text field '{src.text_field}' not found (columns: {', '.join(ds.column_names)}); "
+            f"set text_field"
+        )
+    if src.text_field != "text" and "text" in ds.column_names:
+        ds = ds.remove_columns("text")
+    ds = ds.select_columns([src.text_field])
+    if src.text_field != "text":
+        ds = ds.rename_column(src.text_field, "text")
+    bad = [i for i, t in enumerate(ds["text"][:1000]) if t is not None and not isinstance(t, str)]
+    if bad:
+        raise HfkitError(f"{where}: field '{src.text_field}' of record {bad[0]} is not text")
+    return ds.filter(lambda b: [t is not None for t in b["text"]], batched=True)
+
+
+def _load_local(src: SourceConfig, files: list[str]) -> Dataset:
+    builder = "text" if src.kind == "text" else src.kind
+    kwargs = {"sample_by": src.sample_by} if src.kind == "text" else {}
+    try:
+        return load_dataset(builder, data_files=files, split="train", **kwargs)
+    except Exception as e:  # datasets wraps parse errors in several types; find the culprit ourselves
+        for f in files:
+            try:
+                if src.kind == "json" and (msg := _first_bad_json_line(f)):
+                    raise HfkitError(msg) from None
+                if src.kind in ("text", "json", "csv"):
+                    Path(f).read_text(encoding="utf-8")
+            except UnicodeDecodeError as ue:
+                raise HfkitError(f"{f}: not UTF-8 text (byte {ue.start})") from None
+        if os.path.getsize(files[0]) == 0:
+            raise HfkitError(f"{files[0]}: file is empty") from None
+        raise HfkitError(f"{', '.join(files[:3])}: cannot read as {src.kind}: {str(e).splitlines()[0][:200]}") from None
+
+
+def _load_hub(src: SourceConfig) -> Dataset:
+    try:
+        ds = load_dataset(src.path, name=src.config_name, split=src.split, revision=src.revision)
+    except Exception as e:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+        how = (" — it is not in the local cache and HF_HUB_OFFLINE=1; load it once online, or point "
+               "HF_HOME/HF_DATASETS_CACHE at a cache that holds it") if offline else ""
+        raise HfkitError(f"Hub dataset '{src.path}' could not be loaded{how}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(ds, Dataset):
+        raise HfkitError(f"Hub dataset '{src.path}': split '{src.split}' did not give a single dataset")
+    return ds

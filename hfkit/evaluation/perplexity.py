@@ -1,0 +1,130 @@
+"""Perplexity of a causal LM: corpus perplexity by sliding window, and of a continuation given a prefix.
+
+Sliding window (the method of the transformers perplexity guide): windows of `block_size` tokens
+start every `stride` tokens; in each window only the tokens not scored by an earlier window count,
+so every token after the first is scored exactly once, with at least `block_size - stride` tokens
+of context (except near the start). Perplexity = exp(total NLL / scored tokens).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from ..errors import HfkitError
+from ..models import max_positions
+
+
+def doc_start_token_id(tokenizer) -> int:
+    """The token a document starts after: BOS if the tokenizer adds one, else EOS (packed training
+    puts EOS between documents, so that is what the model has seen before a document starts)."""
+    probe = tokenizer("a")["input_ids"]
+    if tokenizer.bos_token_id is not None and probe and probe[0] == tokenizer.bos_token_id:
+        return tokenizer.bos_token_id
+    if tokenizer.eos_token_id is None:
+        raise HfkitError("tokenizer has neither a BOS it adds nor an EOS token to start a sequence with")
+    return tokenizer.eos_token_id
+
+
+@torch.no_grad()
+def score_sequences(model: PreTrainedModel, inputs: list[list[int]], labels: list[list[int]],
+                    batch_size: int = 8, progress: bool = False) -> tuple[float, int]:
+    """Sum of next-token NLL over label positions != -100, and their count, in right-padded batches."""
+    model.eval()
+    total, count = 0.0, 0
+    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))  # similar lengths share a batch
+    steps = range(0, len(order), batch_size)
+    for start in tqdm(steps, desc="perplexity", disable=not progress, unit="batch"):
+        idx = order[start:start + batch_size]
+        width = max(len(inputs[i]) for i in idx)
+        ids = torch.zeros(len(idx), width, dtype=torch.long)
+        lab = torch.full((len(idx), width), -100, dtype=torch.long)
+        mask = torch.zeros(len(idx), width, dtype=torch.long)
+        for r, i in enumerate(idx):
+            n = len(inputs[i])
+            ids[r, :n] = torch.as_tensor(inputs[i])
+            lab[r, :n] = torch.as_tensor(labels[i])
+            mask[r, :n] = 1
+        ids, lab, mask = ids.to(model.device), lab.to(model.device), mask.to(model.device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        target = lab[:, 1:]
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100,
+                              reduction="sum")
+        total += nll.item()
+        count += int((target != -100).sum())
+    return total, count
+
+
+def _result(total: float, count: int, **extra) -> dict:
+    if count == 0:
+        raise HfkitError("nothing to score: the data has fewer than two tokens")
+    mean = total / count
+    return {"perplexity": math.exp(mean), "nll": mean, "tokens_scored": count, **extra}
+
+
+def sliding_windows(stream: list[int], block_size: int, stride: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Windows over a token stream and their labels (-100 on context already scored)."""
+    if not 0 < stride <= block_size:
+        raise HfkitError(f"stride must be in 1..block_size ({block_size}), got {stride}")
+    inputs, labels = [], []
+    prev_end = 0
+    for begin in range(0, len(stream), stride):
+        end = min(begin + block_size, len(stream))
+        trg_len = end - prev_end  # tokens not yet scored
+        window = stream[begin:end]
+        inputs.append(window)
+        labels.append([-100] * (len(window) - trg_len) + window[len(window) - trg_len:])
+        prev_end = end
+        if end == len(stream):
+            break
+    return inputs, labels
+
+
+def perplexity(model: PreTrainedModel, tokenizer, texts: list[str], block_size: int | None = None,
+               stride: int | None = None, batch_size: int = 8, progress: bool = False) -> dict:
+    """Corpus perplexity: documents joined with EOS (as in training), scored by sliding window."""
+    limit = max_positions(model.config)
+    block_size = block_size or limit or 1024
+    if limit is not None and block_size > limit:
+        raise HfkitError(f"--block-size {block_size} exceeds the model's maximum positions ({limit})")
+    stride = stride or block_size // 2 or 1
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        stream.extend(ids)
+        if eos is not None:
+            stream.append(eos)
+    inputs, labels = sliding_windows(stream, block_size, stride)
+    total, count = score_sequences(model, inputs, labels, batch_size, progress)
+    return _result(total, count, block_size=block_size, stride=stride, windows=len(inputs), tokens=len(stream))
+
+
+def conditional_perplexity(model: PreTrainedModel, tokenizer, pairs: list[tuple[str, str]],
+                           batch_size: int = 8, progress: bool = False) -> dict:
+    """Perplexity of each continuation given its prefix: only continuation tokens are scored.
+
+    Prefix and continuation are tokenized separately and joined (as lm-evaluation-harness does), so
+    the continuation's tokens are the same whatever the prefix. Sequences start with the document
+    start token so that a continuation's first token is scored even after an empty prefix.
+    """
+    start = doc_start_token_id(tokenizer)
+    limit = max_positions(model.config)
+    inputs, labels = [], []
+    for i, (prefix, cont) in enumerate(pairs):
+        p = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+        c = tokenizer(cont, add_special_tokens=False)["input_ids"]
+        if not c:
+            raise HfkitError(f"record {i}: the continuation is empty")
+        seq = [start] + p + c
+        lab = [-100] * (1 + len(p)) + c
+        if limit is not None and len(seq) > limit:  # keep the continuation, drop the oldest context
+            if len(c) + 1 > limit:
+                raise HfkitError(f"record {i}: continuation of {len(c)} tokens exceeds the model's {limit} positions")
+            seq, lab = seq[-limit:], lab[-limit:]
+        inputs.append(seq)
+        labels.append(lab)
+    total, count = score_sequences(model, inputs, labels, batch_size, progress)
+    return _result(total, count, examples=len(pairs))

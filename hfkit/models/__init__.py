@@ -1,0 +1,84 @@
+"""Architecture presets built from config, and loading of checkpoints by folder or Hub id."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedModel
+
+from ..errors import HfkitError
+from ..recipe import ModelConfig
+
+
+def causal_lm_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
+    """A GPT-2 or Llama config sized by the recipe, with the tokenizer's vocabulary and special ids."""
+    vocab = cfg.vocab_size or len(tokenizer)
+    if vocab < len(tokenizer):
+        raise HfkitError(
+            f"recipe key 'model.vocab_size'={vocab} is smaller than the tokenizer's vocabulary ({len(tokenizer)} tokens)"
+        )
+    ids = {"bos_token_id": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+           "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id}
+    if cfg.architecture == "gpt2":
+        config = GPT2Config(
+            vocab_size=vocab, n_positions=cfg.max_position_embeddings, n_embd=cfg.hidden_size,
+            n_layer=cfg.num_layers, n_head=cfg.num_heads, n_inner=cfg.intermediate_size,
+            resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+            tie_word_embeddings=cfg.tie_word_embeddings, **ids,
+        )
+    else:
+        # Llama's SwiGLU MLP: ~8/3 * hidden keeps the parameter count of a 4x GELU MLP; round to 64
+        inter = cfg.intermediate_size or 64 * ((int(8 * cfg.hidden_size / 3) + 63) // 64)
+        kv = cfg.num_kv_heads or cfg.num_heads
+        if cfg.num_heads % kv:
+            raise HfkitError(f"recipe key 'model.num_kv_heads'={kv} must divide model.num_heads={cfg.num_heads}")
+        config = LlamaConfig(
+            vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=inter,
+            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=kv,
+            max_position_embeddings=cfg.max_position_embeddings, attention_dropout=cfg.dropout,
+            tie_word_embeddings=cfg.tie_word_embeddings, **ids,
+        )
+    for k, v in cfg.extra.items():
+        if not hasattr(config, k):
+            raise HfkitError(f"recipe key 'model.extra.{k}' is not a field of {type(config).__name__}")
+        setattr(config, k, v)
+    return config
+
+
+def build_causal_lm(cfg: ModelConfig, tokenizer) -> PreTrainedModel:
+    """From scratch (`AutoModelForCausalLM.from_config`) or from `cfg.name_or_path`."""
+    kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    if cfg.name_or_path:
+        model = load_causal_lm(cfg.name_or_path, revision=cfg.revision,
+                               trust_remote_code=cfg.trust_remote_code, **kw)
+        emb = model.get_input_embeddings().num_embeddings
+        if len(tokenizer) > emb:
+            raise HfkitError(
+                f"tokenizer has {len(tokenizer)} tokens but model '{cfg.name_or_path}' has only {emb} embeddings"
+            )
+        return model
+    return AutoModelForCausalLM.from_config(causal_lm_config(cfg, tokenizer), **kw)
+
+
+def max_positions(config: PretrainedConfig) -> int | None:
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        v = getattr(config, name, None)
+        if isinstance(v, int):
+            return v
+    return None
+
+
+def load_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool = False, **kw) -> PreTrainedModel:
+    """`AutoModelForCausalLM.from_pretrained` with one-line errors for a folder that is no model."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise HfkitError(f"model path '{path}' is a file; give the model folder (with config.json)")
+    if p.is_dir() and not (p / "config.json").exists():
+        raise HfkitError(f"model folder '{path}' has no config.json: not a saved model")
+    try:
+        AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        return AutoModelForCausalLM.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kw)
+    except HfkitError:
+        raise
+    except Exception as e:
+        raise HfkitError(f"cannot load a causal LM from '{path}': {str(e).splitlines()[0][:200]}") from None
