@@ -7,7 +7,7 @@ __all__ = ["HfkitError", "train", "perplexity", "conditional_perplexity", "gener
 
 def __getattr__(name):  # keep `import hfkit` light: torch/transformers load on first use
     if name == "train":
-        from .train import train
+        from .runner import train
         return train
     if name in ("perplexity", "conditional_perplexity"):
         from .evaluation import perplexity as m

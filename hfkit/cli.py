@@ -120,7 +120,7 @@ def _dispatch(args) -> int:
                 print(f"{name:<{width}}  {desc}")
         return 0
     if args.command == "train":
-        from .train import train
+        from .runner import train
 
         metrics = train(args.recipe, args.overrides, quiet=args.json)
         if args.json:
@@ -262,15 +262,13 @@ def _eval_dataset(args):
             raise HfkitError(f"{args.data}: cannot read records: {str(e).splitlines()[0][:200]}") from None
     if args.split == "all":
         return load_source(src)
-    import yaml
-
     from .data.corpus import build_corpus
-    from .recipe import DataConfig
+    from .recipe import DataConfig, yaml_load
 
     seed, frac, kw = 42, 0.05, {}
     saved = Path(args.model) / "recipe.yaml"
     if saved.is_file():  # split exactly as the run that trained this model did
-        r = yaml.safe_load(saved.read_text())
+        r = yaml_load(saved.read_text())
         seed = r.get("training", {}).get("seed", 42)
         d = r.get("data", {})
         frac = d.get("validation_fraction", frac)

@@ -113,6 +113,27 @@ class Recipe:
 # ----------------------------------------------------------------------------- loading
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 scalars: only true/false are booleans (`save_strategy: no` stays the string
+    'no'), and `3e-4` is a float."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def resolve_recipe_path(name: str | Path) -> Path:
     """A path, or the name of a shipped recipe (`clm_pretrain` or `clm_pretrain.yaml`)."""
     p = Path(name)
@@ -148,7 +169,7 @@ def parse_overrides(overrides: list[str] | dict | None) -> dict[str, Any]:
         if not key:
             raise HfkitError(f"override '{item}' has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         out[key] = value
@@ -202,7 +223,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
     if path is not None:
         p = resolve_recipe_path(path)
         try:
-            tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            tree = yaml_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""

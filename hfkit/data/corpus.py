@@ -18,7 +18,7 @@ from datasets import Dataset, concatenate_datasets
 
 from ..errors import HfkitError
 from ..recipe import DataConfig, SourceConfig
-from .sources import load_source, source_label
+from .sources import load_source, quiet_datasets, source_label
 
 _NON_WORD = re.compile(r"[^\w\s]+")
 _SPACE = re.compile(r"\s+")
@@ -89,10 +89,11 @@ def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
         loaded += len(ds)
         labels.append(label)
         parts.append(ds.add_column("_src", [i] * len(ds)))
-    everything = concatenate_datasets(parts)
-    filtered = filter_length(everything, cfg.min_chars, cfg.max_chars, cfg.num_proc)
-    n_filtered = len(everything) - len(filtered)
-    deduped, n_dup = deduplicate(filtered, cfg.dedup, cfg.num_proc)
+    with quiet_datasets():  # seconds even on large corpora
+        everything = concatenate_datasets(parts)
+        filtered = filter_length(everything, cfg.min_chars, cfg.max_chars, cfg.num_proc)
+        n_filtered = len(everything) - len(filtered)
+        deduped, n_dup = deduplicate(filtered, cfg.dedup, cfg.num_proc)
     if len(deduped) == 0:
         raise HfkitError(
             f"data: no documents left after filtering ({loaded} loaded, {n_filtered} outside "

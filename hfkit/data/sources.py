@@ -4,8 +4,10 @@ Every source becomes a `datasets.Dataset` with one column, `text`.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -107,6 +109,11 @@ def _first_bad_json_line(path: str) -> str | None:
 
 def load_source(src: SourceConfig) -> Dataset:
     """Load one source as a Dataset with a single `text` column."""
+    with quiet_datasets():
+        return _load_source(src)
+
+
+def _load_source(src: SourceConfig) -> Dataset:
     if src.kind == "default":
         return Dataset.from_dict({"text": default_corpus_documents()})
     if src.kind == "hub":
@@ -132,6 +139,25 @@ def load_source(src: SourceConfig) -> Dataset:
     return ds.filter(lambda b: [t is not None for t in b["text"]], batched=True)
 
 
+@contextlib.contextmanager
+def quiet_datasets():
+    """No progress bars or logged tracebacks from `datasets` for quick steps whose errors we report
+    ourselves as one line (bars stay on for long work such as tokenization)."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    datasets.disable_progress_bars()
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
 def _load_local(src: SourceConfig, files: list[str]) -> Dataset:
     builder = "text" if src.kind == "text" else src.kind
     kwargs = {"sample_by": src.sample_by} if src.kind == "text" else {}
@@ -152,13 +178,30 @@ def _load_local(src: SourceConfig, files: list[str]) -> Dataset:
 
 
 def _load_hub(src: SourceConfig) -> Dataset:
+    """`load_dataset(id)`; offline, datasets' own cache first, then the Hub file cache's snapshot."""
     try:
         ds = load_dataset(src.path, name=src.config_name, split=src.split, revision=src.revision)
     except Exception as e:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
-        how = (" — it is not in the local cache and HF_HUB_OFFLINE=1; load it once online, or point "
-               "HF_HOME/HF_DATASETS_CACHE at a cache that holds it") if offline else ""
-        raise HfkitError(f"Hub dataset '{src.path}' could not be loaded{how}: {str(e).splitlines()[0][:200]}") from None
+        ds = _load_hub_snapshot(src)
+        if ds is None:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+            how = (" — it is not in the local cache and HF_HUB_OFFLINE=1; load it once online, or point "
+                   "HF_HOME at a cache that holds it") if offline else ""
+            raise HfkitError(f"Hub dataset '{src.path}' could not be loaded{how}: {str(e).splitlines()[0][:200]}") from None
     if not isinstance(ds, Dataset):
         raise HfkitError(f"Hub dataset '{src.path}': split '{src.split}' did not give a single dataset")
     return ds
+
+
+def _load_hub_snapshot(src: SourceConfig) -> Dataset | None:
+    """Offline: the dataset repo's files as `huggingface_hub` cached them (HF_HUB_CACHE), if present."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(src.path, repo_type="dataset", revision=src.revision, local_files_only=True)
+    except Exception:
+        return None
+    try:
+        return load_dataset(folder, name=src.config_name, split=src.split)
+    except Exception as e:
+        raise HfkitError(f"Hub dataset '{src.path}' (cached at {folder}): {str(e).splitlines()[0][:200]}") from None

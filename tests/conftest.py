@@ -1,0 +1,41 @@
+"""Shared fixtures: a tokenizer and a tiny GPT-2 trained here, on the built-in corpus, once per session."""
+import os
+import tempfile
+
+# Keep datasets' cache and any Hub lookups inside a throw-away folder, and never touch the network.
+_CACHE = tempfile.mkdtemp(prefix="hfkit-test-cache-")
+os.environ.setdefault("HF_HOME", _CACHE)
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_CACHE, "datasets")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import pytest  # noqa: E402
+
+TINY_MODEL = [
+    "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.max_position_embeddings=64",
+    "model.dropout=0.0", "tokenizer.vocab_size=400", "data.block_size=32",
+    "per_device_train_batch_size=16", "learning_rate=3e-3", "warmup_steps=0", "logging_steps=5",
+    "eval_steps=1000", "save_strategy=no", "generate.prompts=[]",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny CLM trained for 200 steps through the real recipe path; returns (run_dir, metrics)."""
+    import hfkit
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    metrics = hfkit.train("clm_pretrain", TINY_MODEL + [f"output_dir={out}", "max_steps=200",
+                                                        "report_to=[tensorboard]"], quiet=True)
+    return out, metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, _ = tiny_run
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    return model, AutoTokenizer.from_pretrained(out)

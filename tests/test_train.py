@@ -1,0 +1,55 @@
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+
+def test_tiny_clm_learns_and_run_folder_is_complete(tiny_run):
+    out, metrics = tiny_run
+    for name in ("recipe.yaml", "model.safetensors", "config.json", "tokenizer.json", "metrics.json",
+                 "log.jsonl", "loss.png"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("pytorch_model*.bin"))  # weights only as safetensors
+    assert load_file(out / "model.safetensors")
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) >= 10
+    assert sum(losses[-3:]) / 3 < sum(losses[:2]) / 2 - 1.0  # training loss falls by over a nat
+    before, after = metrics["eval_before"]["eval_perplexity"], metrics["eval_after"]["eval_perplexity"]
+    assert after < before / 3  # validation perplexity falls by a large factor
+    assert json.loads((out / "metrics.json").read_text())["eval_after"]["eval_perplexity"] == pytest.approx(after)
+    # the resolved recipe is a complete, loadable recipe that reproduces this run's settings
+    from hfkit.recipe import load_recipe
+
+    r = load_recipe(out / "recipe.yaml")
+    assert r.training["max_steps"] == 200 and r.model.hidden_size == 32
+    # packing reports what it dropped, and the token counts add up
+    tp = metrics["data"]["train_packing"]
+    assert tp["blocks"] * tp["block_size"] + tp["dropped_tokens"] == tp["tokens"]
+    # TensorBoard event files when the recipe asks for them
+    assert list(out.rglob("events.out.tfevents.*"))
+
+
+def test_llama_preset_builds_from_config():
+    from hfkit.data.tokenizer import train_tokenizer
+    from hfkit.models import build_causal_lm
+    from hfkit.recipe import ModelConfig
+
+    tok = train_tokenizer(["some text here"] * 10, "char", 60)
+    model = build_causal_lm(ModelConfig(architecture="llama", hidden_size=48, num_layers=2, num_heads=4,
+                                        num_kv_heads=2), tok)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert model.config.vocab_size == len(tok) and model.config.num_key_value_heads == 2
+    assert model.config.intermediate_size == 128  # 8/3 * 48 rounded up to 64
+    assert model.config.eos_token_id == tok.eos_token_id
+
+
+def test_vocab_larger_than_model_is_rejected():
+    from hfkit.data.tokenizer import train_tokenizer
+    from hfkit.errors import HfkitError
+    from hfkit.models import build_causal_lm
+    from hfkit.recipe import ModelConfig
+
+    tok = train_tokenizer(["some text here"] * 10, "char", 60)
+    with pytest.raises(HfkitError, match="smaller than the tokenizer's vocabulary"):
+        build_causal_lm(ModelConfig(vocab_size=5), tok)
