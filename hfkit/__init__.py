@@ -2,13 +2,13 @@
 from .errors import HfkitError
 
 __version__ = "0.1.0"
-__all__ = ["HfkitError", "train", "perplexity", "conditional_perplexity", "generate", "train_tokenizer"]
+__all__ = ["HfkitError", "train", "prepare_data", "perplexity", "conditional_perplexity", "generate", "train_tokenizer"]
 
 
 def __getattr__(name):  # keep `import hfkit` light: torch/transformers load on first use
-    if name == "train":
-        from .runner import train
-        return train
+    if name in ("train", "prepare_data"):
+        from . import runner
+        return getattr(runner, name)
     if name in ("perplexity", "conditional_perplexity"):
         from .evaluation import perplexity as m
         return getattr(m, name)

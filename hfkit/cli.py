@@ -147,19 +147,9 @@ def _emit(result: dict, as_json: bool, title: str) -> None:
 
 
 def _cmd_data(args) -> int:
-    from .data.corpus import build_corpus
-    from .data.tokenizer import load_tokenizer, train_tokenizer
-    from .objectives.clm import prepare_clm_data
-    from .recipe import load_recipe
+    from .runner import prepare_data
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    seed = recipe.training.get("seed", 42)
-    corpus = build_corpus(recipe.data, seed)
-    tk = recipe.tokenizer
-    tokenizer = (load_tokenizer(tk.path) if tk.path else
-                 train_tokenizer((t for ds in corpus.train.values() for t in ds["text"]), tk.kind, tk.vocab_size,
-                                 tk.min_frequency, tk.lowercase))
-    stats = prepare_clm_data(recipe, tokenizer, corpus, seed).stats
+    stats = prepare_data(args.recipe, args.overrides)[1].stats
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
-from .data.corpus import build_corpus
+from .data.corpus import Corpus, build_corpus
 from .data.packing import packed_lm_collator
 from .data.tokenizer import load_tokenizer, train_tokenizer
 from .errors import HfkitError
@@ -33,6 +33,7 @@ TRAINING_DEFAULTS = {
     "save_steps": 500,
     "save_total_limit": 2,
     "seed": 42,
+    "dataloader_pin_memory": False,  # set per run: only useful (and warning-free) with a GPU
 }
 
 
@@ -49,13 +50,40 @@ class JsonlLogger(TrainerCallback):
 
 
 def training_arguments(recipe: Recipe, has_validation: bool) -> TrainingArguments:
-    kw = {**TRAINING_DEFAULTS, **recipe.training}
+    import torch
+
+    kw = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(), **recipe.training}
     if not has_validation and "eval_strategy" not in recipe.training:
         kw["eval_strategy"] = "no"
     try:
         return TrainingArguments(**kw)
     except (ValueError, TypeError) as e:
-        raise HfkitError(f"recipe section 'training': {str(e).splitlines()[0]}") from None
+        raise HfkitError(f"recipe section 'training': {' '.join(str(e).split())}") from None
+
+
+def recipe_tokenizer(recipe: Recipe, corpus: Corpus):
+    """The recipe's tokenizer: loaded from `tokenizer.path`, or trained on the training split."""
+    tk = recipe.tokenizer
+    if tk.path:
+        tokenizer = load_tokenizer(tk.path, recipe.model.revision, recipe.model.trust_remote_code)
+    else:
+        texts = (t for ds in corpus.train.values() for t in ds["text"])
+        tokenizer = train_tokenizer(texts, tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase)
+    if tokenizer.eos_token is None:
+        raise HfkitError(f"tokenizer '{tk.path}' has no eos_token, needed to separate documents")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def prepare_data(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None):
+    """The data steps of a run without training: returns (tokenizer, ClmData with its report)."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    seed = recipe.training.get("seed", TRAINING_DEFAULTS["seed"])
+    corpus = build_corpus(recipe.data, seed)
+    tokenizer = recipe_tokenizer(recipe, corpus)
+    return tokenizer, prepare_clm_data(recipe, tokenizer, corpus, seed)
 
 
 def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
@@ -67,16 +95,7 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
     t0 = time.time()
 
     corpus = build_corpus(recipe.data, seed)
-    if recipe.tokenizer.path:
-        tokenizer = load_tokenizer(recipe.tokenizer.path, recipe.model.revision, recipe.model.trust_remote_code)
-    else:
-        tk = recipe.tokenizer
-        texts = (t for ds in corpus.train.values() for t in ds["text"])
-        tokenizer = train_tokenizer(texts, tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase)
-    if tokenizer.eos_token is None:
-        raise HfkitError(f"tokenizer '{recipe.tokenizer.path}' has no eos_token, needed to separate documents")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = recipe_tokenizer(recipe, corpus)
     model = build_causal_lm(recipe.model, tokenizer)
     limit = max_positions(model.config)
     if limit is not None and recipe.data.block_size > limit:

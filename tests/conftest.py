@@ -17,7 +17,7 @@ TINY_MODEL = [
     "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.max_position_embeddings=64",
     "model.dropout=0.0", "tokenizer.vocab_size=400", "data.block_size=32",
     "per_device_train_batch_size=16", "learning_rate=3e-3", "warmup_steps=0", "logging_steps=5",
-    "eval_steps=1000", "save_strategy=no", "generate.prompts=[]",
+    "eval_steps=1000", "save_strategy=no", "load_best_model_at_end=false", "generate.prompts=[]",
 ]
 
 

@@ -1,21 +1,26 @@
 """Tokenize documents and pack them into fixed-size blocks for causal-LM training.
 
 Unlike `group_texts` in transformers' `run_clm.py`, which drops the tail of every 1000-document map
-batch, the whole token stream is packed at once (Arrow, zero-copy): the only tokens lost are the
-final partial block, and their number is reported.
+batch, blocks are cut from the one token stream of the whole corpus: the only tokens lost are the
+final partial block, and their number is reported. The packing is itself a batched `map`, over
+block indices: each batch reads just the documents its blocks overlap (Arrow, memory-mapped), so
+memory stays flat however large the corpus, and `num_proc` parallelises it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from datasets import Dataset
-from datasets.table import InMemoryTable
+from datasets import Dataset, Features, Sequence, Value
 
 from ..errors import HfkitError
+
+
+_TOKENIZED = Features({"input_ids": Sequence(Value("int32")), "num_tokens": Value("int32")})
 
 
 def _tokenize_batch(batch: dict, tokenizer, eos_id: int | None) -> dict:
@@ -31,7 +36,7 @@ def tokenize_documents(ds: Dataset, tokenizer, num_proc: int | None = None, appe
     if append_eos and eos is None:
         raise HfkitError("tokenizer has no eos_token: it is needed to separate packed documents")
     return ds.map(_tokenize_batch, batched=True, fn_kwargs={"tokenizer": tokenizer, "eos_id": eos},
-                  remove_columns=ds.column_names, num_proc=num_proc, desc="tokenize")
+                  remove_columns=ds.column_names, features=_TOKENIZED, num_proc=num_proc, desc="tokenize")
 
 
 @dataclass
@@ -45,23 +50,40 @@ class PackStats:
         return dict(self.__dict__)
 
 
-def flat_token_stream(ds: Dataset) -> np.ndarray:
-    """All `input_ids` of a tokenized dataset, in order, as one int32 array."""
-    col = ds.with_format("arrow")[:]["input_ids"]
-    flat = pc.list_flatten(col)
+def _flat_ids(table_slice) -> np.ndarray:
+    flat = pc.list_flatten(table_slice["input_ids"])
     if isinstance(flat, pa.ChunkedArray):
         flat = flat.combine_chunks() if flat.num_chunks else pa.array([], type=pa.int32())
-    return flat.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return flat.to_numpy(zero_copy_only=False)
 
 
-def pack_sequences(ds: Dataset, block_size: int) -> tuple[Dataset, PackStats]:
-    """Concatenate every document's tokens and cut the stream into `block_size` blocks."""
-    stream = flat_token_stream(ds)
-    n_blocks = len(stream) // block_size
-    kept = stream[: n_blocks * block_size]
-    arr = pa.FixedSizeListArray.from_arrays(pa.array(kept, type=pa.int32()), block_size)
-    blocks = Dataset(InMemoryTable(pa.table({"input_ids": arr})))
-    return blocks, PackStats(len(stream), n_blocks, block_size, len(stream) - len(kept))
+def _cut_blocks(batch: dict, docs: Dataset, offsets: np.ndarray, block_size: int) -> dict:
+    """Blocks batch["block"] (a contiguous range) of the corpus stream, read from the documents they overlap."""
+    first, last = int(batch["block"][0]), int(batch["block"][-1]) + 1
+    start, end = first * block_size, last * block_size
+    d0 = int(np.searchsorted(offsets, start, side="right")) - 1
+    d1 = int(np.searchsorted(offsets, end, side="left"))
+    ids = _flat_ids(docs.with_format("arrow")[d0:d1])
+    window = ids[start - offsets[d0]: end - offsets[d0]]
+    return {"input_ids": window.reshape(last - first, block_size)}
+
+
+def pack_sequences(ds: Dataset, block_size: int, num_proc: int | None = None) -> tuple[Dataset, PackStats]:
+    """Concatenate every document's tokens (in order) and cut the stream into `block_size` blocks."""
+    lengths = np.asarray(ds.with_format("numpy")["num_tokens"], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    total = int(offsets[-1])
+    n_blocks = total // block_size
+    index = Dataset.from_dict({"block": np.arange(n_blocks, dtype=np.int64)})
+    kw = {}
+    if ds.cache_files:  # keep the blocks on disk beside the tokenized corpus, as datasets would
+        folder = Path(ds.cache_files[0]["filename"]).parent
+        kw["cache_file_name"] = str(folder / f"hfkit-packed-{ds._fingerprint}-{block_size}.arrow")
+    features = Features({"input_ids": Sequence(Value("int32"), length=block_size)})
+    blocks = index.map(_cut_blocks, batched=True, batch_size=1024, remove_columns=["block"], features=features,
+                       fn_kwargs={"docs": ds, "offsets": offsets, "block_size": block_size},
+                       num_proc=num_proc if n_blocks > 1024 else None, desc="pack", **kw)
+    return blocks, PackStats(total, n_blocks, block_size, total - n_blocks * block_size)
 
 
 def packed_lm_collator(features: list[dict]) -> dict[str, torch.Tensor]:
