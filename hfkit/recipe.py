@@ -396,13 +396,10 @@ def _check_recipe(r: Recipe) -> None:
             raise HfkitError(f"recipe key '{key}' must be >= 1, got {val}")
     if not 0.0 <= r.data.validation_fraction < 1.0:
         raise HfkitError(f"recipe key 'data.validation_fraction' must be in [0, 1), got {r.data.validation_fraction}")
-    for name in ("path",):
-        val = getattr(r.tokenizer, name)
+    for key, val, what in (("tokenizer.path", r.tokenizer.path, "tokenizer"),
+                           ("model.name_or_path", r.model.name_or_path, "model")):
         if val and not Path(val).exists() and not looks_like_hub_id(val):
-            raise HfkitError(f"recipe key 'tokenizer.path': no such tokenizer folder: {val}")
-    mp = r.model.name_or_path
-    if mp and not Path(mp).exists() and not looks_like_hub_id(mp):
-        raise HfkitError(f"recipe key 'model.name_or_path': no such model folder: {mp}")
+            raise HfkitError(f"recipe key '{key}': no such {what} folder: {val}")
     if r.model.name_or_path is None:
         if r.data.block_size > r.model.max_position_embeddings:
             raise HfkitError(

@@ -62,15 +62,17 @@ def training_arguments(recipe: Recipe, has_validation: bool) -> TrainingArgument
 
 
 def recipe_tokenizer(recipe: Recipe, corpus: Corpus):
-    """The recipe's tokenizer: loaded from `tokenizer.path`, or trained on the training split."""
+    """The recipe's tokenizer: `tokenizer.path`, else the checkpoint's own (`model.name_or_path`),
+    else one trained here on the training split."""
     tk = recipe.tokenizer
-    if tk.path:
-        tokenizer = load_tokenizer(tk.path, recipe.model.revision, recipe.model.trust_remote_code)
+    path = tk.path or recipe.model.name_or_path
+    if path:
+        tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     else:
         texts = (t for ds in corpus.train.values() for t in ds["text"])
         tokenizer = train_tokenizer(texts, tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase)
     if tokenizer.eos_token is None:
-        raise HfkitError(f"tokenizer '{tk.path}' has no eos_token, needed to separate documents")
+        raise HfkitError(f"tokenizer '{path}' has no eos_token, needed to separate documents")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -152,7 +154,7 @@ def _run(recipe, args, out, model, tokenizer, data, t0, quiet) -> dict:
     metrics["wall_seconds"] = round(time.time() - t0, 1)
     if trainer.is_world_process_zero():
         write_json(out / "metrics.json", metrics)
-        plot_loss(trainer.state.log_history, out / "loss.png")
+        plot_loss(trainer.state.log_history, out / "loss.png", metrics.get("eval_before"))
         if not quiet:
             _print_summary(metrics, out)
     return metrics

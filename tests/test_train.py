@@ -53,3 +53,17 @@ def test_vocab_larger_than_model_is_rejected():
     tok = train_tokenizer(["some text here"] * 10, "char", 60)
     with pytest.raises(HfkitError, match="smaller than the tokenizer's vocabulary"):
         build_causal_lm(ModelConfig(vocab_size=5), tok)
+
+
+def test_continue_from_a_saved_model_uses_its_weights_and_tokenizer(tiny_run, tmp_path):
+    import hfkit
+    from conftest import TINY_MODEL
+
+    run_dir, first = tiny_run
+    metrics = hfkit.train("clm_pretrain", TINY_MODEL + [f"model.name_or_path={run_dir}", "max_steps=5",
+                                                        f"output_dir={tmp_path / 'cont'}"], quiet=True)
+    # same validation blocks, same weights: the new run starts where the first one ended
+    assert metrics["eval_before"]["eval_loss"] == pytest.approx(first["eval_after"]["eval_loss"], rel=1e-5)
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(tmp_path / "cont").get_vocab() == AutoTokenizer.from_pretrained(run_dir).get_vocab()

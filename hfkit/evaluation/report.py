@@ -27,8 +27,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def plot_loss(log_history: list[dict], path: str | os.PathLike) -> None:
-    """Training and validation loss against the step, written atomically to `path`."""
+def plot_loss(log_history: list[dict], path: str | os.PathLike, eval_before: dict | None = None) -> None:
+    """Training and validation loss against the step, written atomically to `path`.
+
+    `eval_before`: the evaluation run before training (Trainer's history starts afresh at train())."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,6 +38,8 @@ def plot_loss(log_history: list[dict], path: str | os.PathLike) -> None:
 
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
     val = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
+    if eval_before and "eval_loss" in eval_before and not any(s == 0 for s, _ in val):
+        val.insert(0, (0, eval_before["eval_loss"]))
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
         ax.plot(*zip(*train), label="train loss")

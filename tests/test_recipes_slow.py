@@ -1,0 +1,16 @@
+"""The shipped recipes as a user runs them (long: `make test-slow`, not in CI)."""
+import json
+
+import pytest
+
+from hfkit.cli import main
+
+
+@pytest.mark.slow
+def test_clm_pretrain_recipe_learns(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "clm_pretrain", f"output_dir={out}", "max_steps=300", "eval_steps=100",
+                 "save_steps=100", "--json"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["eval_after"]["eval_perplexity"] < m["eval_before"]["eval_perplexity"] / 10
+    assert len(m["samples"]) == 3 and all(s["outputs"][0] for s in m["samples"])
