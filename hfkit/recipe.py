@@ -56,14 +56,16 @@ class TokenizerConfig:
 
 @dataclass
 class SourceConfig:
-    kind: Literal["default", "text", "json", "csv", "parquet", "hub"] = "default"
-    path: Optional[str] = None  # file, folder or glob (text/json/csv/parquet), or Hub dataset id
+    kind: Literal["default", "pydoc_qa", "text", "json", "csv", "parquet", "hub", "gettext"] = "default"
+    path: Optional[str] = None  # file, folder or glob (text/json/csv/parquet), Hub dataset id, locale dir (gettext)
     name: Optional[str] = None  # label used in reports; default: derived from path/kind
     text_field: str = "text"
     sample_by: Literal["document", "paragraph", "line"] = "document"  # text files only
     config_name: Optional[str] = None  # hub: dataset configuration
     split: str = "train"  # hub: which split to read
     revision: Optional[str] = None  # hub: pin a revision
+    lang: Optional[str] = None  # gettext: target language of the English->lang pairs (de, fr, ...)
+    max_chars: Optional[int] = None  # gettext: drop pairs longer than this
     weight: Optional[float] = None  # share of the training mixture (GPT-3 style)
     epochs: Optional[float] = None  # or: how many passes over this source
 
@@ -94,14 +96,44 @@ class GenerateConfig:
 
 
 @dataclass
+class TemplateConfig:
+    prompt: str  # Jinja over the record's fields
+    answer: str  # Jinja; its single field is what answer extraction returns
+    name: Optional[str] = None
+
+
+@dataclass
+class SftConfig:
+    format: Literal["instruction", "prompt_completion", "chat"] = "instruction"
+    fields: dict = field(default_factory=dict)  # rename columns: {instruction: question, output: answer, ...}
+    templates: list[TemplateConfig] = field(default_factory=list)  # several = FLAN-style mix; default per format
+    chat_template: Optional[str] = None  # Jinja chat template; default: the tokenizer's own, else ChatML
+    system_prompt: Optional[str] = None  # chat: prepended as a system message when a record has none
+    completion_only_loss: bool = True  # loss on answers / assistant turns only
+    packing: Literal["padding_free", "padded"] = "padding_free"  # padding_free: no pad tokens at all
+    max_length: int = 512  # tokens per example; longer ones are cut in the answer, never in the prompt
+
+
+@dataclass
+class EvalConfig:
+    metrics: list[str] = field(default_factory=list)  # bleu, chrf: generate on held-out records and score
+    max_examples: Optional[int] = 200  # held-out records to generate for (None: all)
+    max_new_tokens: int = 64
+    num_beams: int = 1
+    batch_size: int = 32
+
+
+@dataclass
 class Recipe:
-    task: Literal["clm"] = "clm"
+    task: Literal["clm", "sft"] = "clm"
     description: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: dict = field(default_factory=dict)  # transformers.TrainingArguments fields
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    sft: SftConfig = field(default_factory=SftConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -400,8 +432,18 @@ def _check_recipe(r: Recipe) -> None:
                            ("model.name_or_path", r.model.name_or_path, "model")):
         if val and not Path(val).exists() and not looks_like_hub_id(val):
             raise HfkitError(f"recipe key '{key}': no such {what} folder: {val}")
+    if r.sft.max_length < 2:
+        raise HfkitError(f"recipe key 'sft.max_length' must be >= 2, got {r.sft.max_length}")
+    unknown = [m for m in r.eval.metrics if m not in ("bleu", "chrf")]
+    if unknown:
+        raise HfkitError(f"recipe key 'eval.metrics': unknown metric '{unknown[0]}' (expected bleu, chrf)")
     if r.model.name_or_path is None:
-        if r.data.block_size > r.model.max_position_embeddings:
+        if r.task == "sft" and r.sft.max_length > r.model.max_position_embeddings:
+            raise HfkitError(
+                f"recipe key 'sft.max_length'={r.sft.max_length} exceeds the model's maximum positions "
+                f"(model.max_position_embeddings={r.model.max_position_embeddings})"
+            )
+        if r.task == "clm" and r.data.block_size > r.model.max_position_embeddings:
             raise HfkitError(
                 f"recipe key 'data.block_size'={r.data.block_size} exceeds the model's maximum positions "
                 f"(model.max_position_embeddings={r.model.max_position_embeddings})"

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
@@ -61,16 +64,15 @@ def training_arguments(recipe: Recipe, has_validation: bool) -> TrainingArgument
         raise HfkitError(f"recipe section 'training': {' '.join(str(e).split())}") from None
 
 
-def recipe_tokenizer(recipe: Recipe, corpus: Corpus):
+def recipe_tokenizer(recipe: Recipe, texts: Callable[[], Iterable[str]]):
     """The recipe's tokenizer: `tokenizer.path`, else the checkpoint's own (`model.name_or_path`),
-    else one trained here on the training split."""
+    else one trained here on `texts()` (the training split)."""
     tk = recipe.tokenizer
     path = tk.path or recipe.model.name_or_path
     if path:
         tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     else:
-        texts = (t for ds in corpus.train.values() for t in ds["text"])
-        tokenizer = train_tokenizer(texts, tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase)
+        tokenizer = train_tokenizer(texts(), tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase)
     if tokenizer.eos_token is None:
         raise HfkitError(f"tokenizer '{path}' has no eos_token, needed to separate documents")
     if tokenizer.pad_token is None:
@@ -78,14 +80,99 @@ def recipe_tokenizer(recipe: Recipe, corpus: Corpus):
     return tokenizer
 
 
+def _corpus_texts(corpus: Corpus) -> Callable[[], Iterable[str]]:
+    return lambda: (t for ds in corpus.train.values() for t in ds["text"])
+
+
 def prepare_data(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None):
-    """The data steps of a run without training: returns (tokenizer, ClmData with its report)."""
+    """The data steps of a causal-LM run without training: returns (tokenizer, ClmData with its report)."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     seed = recipe.training.get("seed", TRAINING_DEFAULTS["seed"])
     corpus = build_corpus(recipe.data, seed)
-    tokenizer = recipe_tokenizer(recipe, corpus)
+    tokenizer = recipe_tokenizer(recipe, _corpus_texts(corpus))
     return tokenizer, prepare_clm_data(recipe, tokenizer, corpus, seed)
+
+
+@dataclass
+class Job:
+    """What a task hands the common run: model, data, collator, and how to report on it."""
+    model: Any
+    tokenizer: Any
+    train: Any
+    validation: Any
+    collator: Callable
+    stats: dict
+    overview: list[tuple[str, Any]]
+    generation_metrics: Callable[[Any], dict] | None = None  # held-out generation scores (before/after)
+    sample_kwargs: dict = field(default_factory=dict)
+
+
+def _check_positions(model, length: int, key: str) -> None:
+    limit = max_positions(model.config)
+    if limit is not None and length > limit:
+        raise HfkitError(f"recipe key '{key}'={length} exceeds the model's maximum positions ({limit})")
+
+
+def _clm_job(recipe: Recipe, seed: int) -> Job:
+    corpus = build_corpus(recipe.data, seed)
+    tokenizer = recipe_tokenizer(recipe, _corpus_texts(corpus))
+    model = build_causal_lm(recipe.model, tokenizer)
+    _check_positions(model, recipe.data.block_size, "data.block_size")
+    data = prepare_clm_data(recipe, tokenizer, corpus, seed)
+    tp = data.stats["train_packing"]
+    overview = [("train tokens", tp["tokens"]), ("train blocks", f"{tp['blocks']} x {tp['block_size']}"),
+                ("dropped (final partial block)", tp["dropped_tokens"]),
+                ("validation blocks", len(data.validation) if data.validation is not None else 0)]
+    return Job(model, tokenizer, data.train, data.validation, packed_lm_collator, data.stats, overview)
+
+
+def _sft_job(recipe: Recipe, seed: int) -> Job:
+    from .evaluation.bleu import corpus_metrics
+    from .objectives import sft
+
+    cfg = recipe.sft
+    train_records, val_records, stats = sft.load_sft_records(recipe, seed)
+
+    def texts():
+        for ds in train_records.values():
+            for row in ds:
+                for k, v in row.items():
+                    if isinstance(v, str) and not k.startswith("_"):
+                        yield v
+                    elif k == "messages":
+                        yield from (m["content"] for m in v)
+
+    tokenizer = recipe_tokenizer(recipe, texts)
+    model = build_causal_lm(recipe.model, tokenizer)
+    _check_positions(model, cfg.max_length, "sft.max_length")
+    if cfg.format == "chat" or cfg.chat_template:
+        sft.setup_chat_template(tokenizer, model, cfg)
+    data = sft.prepare_sft_data(recipe, tokenizer, train_records, val_records, stats, seed)
+    if cfg.packing == "padding_free":
+        sft.check_padding_free(model)
+    chat = cfg.format == "chat"
+    gen_kw = {"add_special_tokens": not chat, "stop_token_ids": sft.chat_stop_ids(tokenizer) if chat else None}
+    ev = recipe.eval
+
+    def generation_metrics(m) -> dict:
+        prompts, refs, templates = sft.eval_prompts(data.eval_records, tokenizer, cfg, data.templates, seed,
+                                                    ev.max_examples)
+        outs = generate(m, tokenizer, prompts, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
+                        num_beams=ev.num_beams, **gen_kw)
+        preds = [t.extract_answer(o[0]) if t else o[0].strip() for o, t in zip(outs, templates)]
+        scores = corpus_metrics(preds, refs, tuple(ev.metrics))
+        scores["examples"] = [{"reference": r, "prediction": p} for r, p in list(zip(refs, preds))[:5]]
+        scores["n"] = len(refs)
+        return scores
+
+    s = data.stats
+    overview = [("train examples", s["train_examples"]), ("train tokens", s["train_tokens"]),
+                ("trained (answer) tokens", s["trained_tokens"]), ("dropped by truncation", s["dropped_by_truncation"]),
+                ("batching", cfg.packing), ("validation examples", len(data.validation) if data.validation else 0)]
+    has_gen_eval = bool(ev.metrics) and data.eval_records is not None and len(data.eval_records) > 0
+    return Job(model, tokenizer, data.train, data.validation, sft.sft_collator(cfg, tokenizer), s, overview,
+               generation_metrics if has_gen_eval else None, gen_kw)
 
 
 def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
@@ -95,20 +182,13 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
     seed = recipe.training.get("seed", TRAINING_DEFAULTS["seed"])
     set_seed(seed)
     t0 = time.time()
-
-    corpus = build_corpus(recipe.data, seed)
-    tokenizer = recipe_tokenizer(recipe, corpus)
-    model = build_causal_lm(recipe.model, tokenizer)
-    limit = max_positions(model.config)
-    if limit is not None and recipe.data.block_size > limit:
-        raise HfkitError(f"recipe key 'data.block_size'={recipe.data.block_size} exceeds the model's maximum positions ({limit})")
-    data = prepare_clm_data(recipe, tokenizer, corpus, seed)
-    args = training_arguments(recipe, data.validation is not None)
+    job = _clm_job(recipe, seed) if recipe.task == "clm" else _sft_job(recipe, seed)
+    args = training_arguments(recipe, job.validation is not None)
 
     out = Path(args.output_dir)
     created = not out.exists()
     try:
-        return _run(recipe, args, out, model, tokenizer, data, t0, quiet)
+        return _run(recipe, args, out, job, t0, quiet)
     except BaseException:
         # a fresh folder with no checkpoint is only debris; a folder with checkpoints is kept to resume
         if created and out.exists() and not any(out.glob("checkpoint-*")):
@@ -116,43 +196,45 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
         raise
 
 
-def _run(recipe, args, out, model, tokenizer, data, t0, quiet) -> dict:
+def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float, quiet: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "log.jsonl"
     log_path.unlink(missing_ok=True)
     atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
-    trainer = CausalLMTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
-                              data_collator=packed_lm_collator, processing_class=tokenizer,
+    model, tokenizer = job.model, job.tokenizer
+    trainer = CausalLMTrainer(model=model, args=args, train_dataset=job.train, eval_dataset=job.validation,
+                              data_collator=job.collator, processing_class=tokenizer,
                               callbacks=[JsonlLogger(log_path)])
     n_params = sum(p.numel() for p in model.parameters())
-    if not quiet and trainer.is_world_process_zero():
-        tp = data.stats["train_packing"]
-        print_table("hfkit run", [
+    main_process = trainer.is_world_process_zero()
+    if not quiet and main_process:
+        print_table(f"hfkit {recipe.task} run", [
             ("model", f"{type(model).__name__} ({n_params / 1e6:.2f}M parameters)"),
-            ("tokenizer", f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"),
-            ("train tokens", tp["tokens"]), ("train blocks", f"{tp['blocks']} x {tp['block_size']}"),
-            ("dropped (final partial block)", tp["dropped_tokens"]),
+            ("tokenizer", f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"), *job.overview,
             *((f"source {k}", f"{v['share']:.1%} of mixture, {v['effective_epochs']:.2f} epochs")
-              for k, v in data.stats["mixture"].items()),
-            ("validation blocks", len(data.validation) if data.validation is not None else 0),
+              for k, v in job.stats["mixture"].items()),
         ])
-    metrics: dict = {"parameters": n_params, "data": data.stats}
-    if data.validation is not None:
+    metrics: dict = {"parameters": n_params, "data": job.stats}
+    if job.validation is not None:
         metrics["eval_before"] = trainer.evaluate(metric_key_prefix="eval")
+    if job.generation_metrics:
+        metrics["generation_before"] = job.generation_metrics(model)
     train_out = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     metrics["train"] = train_out.metrics
-    if data.validation is not None:
+    if job.validation is not None:
         metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")
-    trainer.save_model(str(out))  # safetensors weights + config + tokenizer
+    if job.generation_metrics:
+        metrics["generation_after"] = job.generation_metrics(model)
+    trainer.save_model(str(out))  # safetensors weights + config + tokenizer (with its chat template)
     if recipe.generate.prompts:
         g = recipe.generate
         samples = generate(model, tokenizer, g.prompts, seed=args.seed, max_new_tokens=g.max_new_tokens,
                            do_sample=g.do_sample, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
                            num_beams=g.num_beams, num_return_sequences=g.num_return_sequences,
-                           repetition_penalty=g.repetition_penalty)
+                           repetition_penalty=g.repetition_penalty, **job.sample_kwargs)
         metrics["samples"] = [{"prompt": p, "outputs": o} for p, o in zip(g.prompts, samples)]
     metrics["wall_seconds"] = round(time.time() - t0, 1)
-    if trainer.is_world_process_zero():
+    if main_process:
         write_json(out / "metrics.json", metrics)
         plot_loss(trainer.state.log_history, out / "loss.png", metrics.get("eval_before"))
         if not quiet:
@@ -166,6 +248,10 @@ def _print_summary(metrics: dict, out: Path) -> None:
         b, a = metrics["eval_before"]["eval_perplexity"], metrics["eval_after"]["eval_perplexity"]
         rows += [("validation perplexity before", b), ("validation perplexity after", a),
                  ("improvement", f"{b / a:.1f}x")]
+    for name in ("bleu", "chrf"):
+        if name in metrics.get("generation_after", {}):
+            b, a = metrics["generation_before"][name], metrics["generation_after"][name]
+            rows.append((f"held-out {name.upper()} before -> after", f"{b:.2f} -> {a:.2f}"))
     rows += [("train loss (mean)", metrics["train"].get("train_loss")),
              ("train time (s)", metrics["train"].get("train_runtime")), ("output", str(out))]
     print_table("hfkit results", rows)

@@ -38,11 +38,32 @@ def default_corpus_documents() -> list[str]:
     return docs
 
 
+def pydoc_instructions() -> list[dict]:
+    """Instruction records from the default corpus: a section's title -> its first paragraph.
+
+    Real English and always there offline: the built-in data for instruction-tuning recipes."""
+    rows, seen = [], set()
+    for doc in default_corpus_documents():
+        lines = doc.splitlines()
+        if len(lines) < 3 or not re.fullmatch(r"[=*\-~^]{3,}", lines[1].strip()):
+            continue
+        title = lines[0].strip()
+        paragraphs = [p.strip() for p in "\n".join(lines[2:]).split("\n\n") if p.strip()]
+        prose = next((p for p in paragraphs if not p.startswith(" ") and len(p.split()) >= 8), None)
+        if prose and title not in seen:
+            seen.add(title)
+            rows.append({"instruction": f'What does the Python documentation say about "{title}"?',
+                         "input": "", "output": " ".join(prose.split())})
+    return rows
+
+
 def source_label(src: SourceConfig) -> str:
     if src.name:
         return src.name
-    if src.kind == "default":
-        return "pydoc"
+    if src.kind in ("default", "pydoc_qa"):
+        return "pydoc" if src.kind == "default" else "pydoc_qa"
+    if src.kind == "gettext":
+        return f"gettext_{src.lang}"
     return Path(src.path).stem if src.kind != "hub" else src.path
 
 
@@ -60,7 +81,11 @@ def _files(src: SourceConfig) -> list[str]:
 
 def check_source(src: SourceConfig, key: str) -> None:
     """Cheap up-front check of one source: the fields it needs and that its files exist."""
-    if src.kind == "default":
+    if src.kind in ("default", "pydoc_qa"):
+        return
+    if src.kind == "gettext":
+        if not src.lang:
+            raise HfkitError(f"recipe key '{key}.lang' is required for a 'gettext' source (e.g. de)")
         return
     if not src.path:
         raise HfkitError(f"recipe key '{key}.path' is required for a '{src.kind}' source")
@@ -107,22 +132,41 @@ def _first_bad_json_line(path: str) -> str | None:
     return None
 
 
+def source_where(src: SourceConfig) -> str:
+    """How error messages name a source: its file, folder or Hub id."""
+    if src.kind in ("default", "pydoc_qa", "gettext"):
+        return f"{src.kind} source"
+    if src.kind == "hub":
+        return f"Hub dataset {src.path}"
+    files = _files(src)
+    return files[0] if len(files) == 1 else f"{src.path} ({len(files)} files)"
+
+
+def load_records(src: SourceConfig) -> Dataset:
+    """Load one source with all its columns (records for instruction tuning, chats, pairs)."""
+    with quiet_datasets():
+        if src.kind == "default":
+            return Dataset.from_dict({"text": default_corpus_documents()})
+        if src.kind == "pydoc_qa":
+            return Dataset.from_list(pydoc_instructions())
+        if src.kind == "gettext":
+            from .gettext_pairs import DEFAULT_LOCALE_DIR, gettext_pairs
+
+            return gettext_pairs(src.lang, src.path or DEFAULT_LOCALE_DIR, max_chars=src.max_chars)[0]
+        if src.kind == "hub":
+            return _load_hub(src)
+        return _load_local(src, _files(src))
+
+
 def load_source(src: SourceConfig) -> Dataset:
     """Load one source as a Dataset with a single `text` column."""
+    ds = load_records(src)
     with quiet_datasets():
-        return _load_source(src)
+        return _text_column(ds, src)
 
 
-def _load_source(src: SourceConfig) -> Dataset:
-    if src.kind == "default":
-        return Dataset.from_dict({"text": default_corpus_documents()})
-    if src.kind == "hub":
-        ds = _load_hub(src)
-        where = f"Hub dataset {src.path}"
-    else:
-        files = _files(src)
-        where = files[0] if len(files) == 1 else f"{src.path} ({len(files)} files)"
-        ds = _load_local(src, files)
+def _text_column(ds: Dataset, src: SourceConfig) -> Dataset:
+    where = source_where(src)
     if src.text_field not in ds.column_names:
         raise HfkitError(
             f"{where}: text field '{src.text_field}' not found (columns: {', '.join(ds.column_names)}); "

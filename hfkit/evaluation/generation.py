@@ -34,7 +34,8 @@ def generation_config(model: PreTrainedModel, tokenizer, max_new_tokens: int = 4
 
 @torch.no_grad()
 def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: int = 16,
-             seed: int | None = None, **settings) -> list[list[str]]:
+             seed: int | None = None, add_special_tokens: bool = False, stop_token_ids: list[int] | None = None,
+             streamer=None, **settings) -> list[list[str]]:
     """Continue every prompt; returns, per prompt, `num_return_sequences` continuations (prompt removed).
 
     Prompts are run in batches with left padding (decoder-only models must see the prompt's last
@@ -45,13 +46,15 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     gen_cfg = generation_config(model, tokenizer, **settings)
+    if stop_token_ids:
+        gen_cfg.eos_token_id = list(stop_token_ids)
     if seed is not None:
         torch.manual_seed(seed)
     model.eval()
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
         empty = [i for i, e in enumerate(encoded) if not e]
         if empty:
             # nothing to condition on: start from the document separator the model was trained with
@@ -63,7 +66,7 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
             idx = order[start:start + batch_size]
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
             batch = {k: v.to(model.device) for k, v in batch.items()}
-            seqs = model.generate(**batch, generation_config=gen_cfg)
+            seqs = model.generate(**batch, generation_config=gen_cfg, streamer=streamer)
             new = seqs[:, batch["input_ids"].shape[1]:]
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             n = gen_cfg.num_return_sequences

@@ -1,0 +1,82 @@
+"""A real English->X parallel corpus from the machine's gettext message catalogs (`*.mo`).
+
+Every Debian system carries translated UI strings under /usr/share/locale/<lang>/LC_MESSAGES.
+Read with Python's `gettext`; catalogs that fail to decode are skipped, plural forms give their
+singular, the header and format-string-only entries are dropped, and each English source appears
+once. Records: {"source", "target", "catalog"}, sorted by catalog then source (deterministic).
+"""
+from __future__ import annotations
+
+import gettext
+import re
+from pathlib import Path
+
+from datasets import Dataset
+
+from ..errors import HfkitError
+
+DEFAULT_LOCALE_DIR = "/usr/share/locale"
+# printf/python/shell-style placeholders and what is left when they are removed
+_PLACEHOLDER = re.compile(r"%(\([^)]*\))?[-#0 +'I]*(\*|\d+)?(\.(\*|\d+))?(hh|h|ll|l|L|q|j|z|t)?[diouxXeEfFgGaAcspnm%]"
+                          r"|\{[^{}]*\}|\$\{?\w+\}?|<[^<>]*>")
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def is_format_only(text: str) -> bool:
+    """True when a message has no words once placeholders and markup are removed ("%s: %s")."""
+    return not _WORD.search(_PLACEHOLDER.sub(" ", text))
+
+
+def read_catalog(path: Path) -> dict[str, str]:
+    """msgid -> msgstr of one compiled catalog (singular forms; context prefixes removed)."""
+    with open(path, "rb") as f:
+        catalog = gettext.GNUTranslations(f)._catalog
+    out = {}
+    for key, value in catalog.items():
+        if isinstance(key, tuple):  # plural: (msgid, index)
+            key, index = key
+            if index != 0:
+                continue
+        if "\x04" in key:  # msgctxt\x04msgid
+            key = key.split("\x04", 1)[1]
+        out[key] = value
+    return out
+
+
+def gettext_pairs(lang: str, locale_dir: str = DEFAULT_LOCALE_DIR, min_chars: int = 1,
+                  max_chars: int | None = None) -> tuple[Dataset, dict]:
+    """All English->`lang` pairs of the machine's catalogs, and a report of what was skipped."""
+    folder = Path(locale_dir) / lang / "LC_MESSAGES"
+    files = sorted(folder.glob("*.mo"))
+    if not files:
+        raise HfkitError(f"no gettext catalogs for language '{lang}' in {folder}")
+    rows, seen = [], set()
+    report = {"catalogs": 0, "catalogs_skipped": [], "entries": 0, "format_only": 0, "duplicates": 0,
+              "untranslated": 0, "length": 0}
+    for path in files:
+        try:
+            entries = read_catalog(path)
+        except (UnicodeDecodeError, OSError, LookupError) as e:
+            report["catalogs_skipped"].append(f"{path.name}: {type(e).__name__}")
+            continue
+        report["catalogs"] += 1
+        for src in sorted(entries):
+            tgt = entries[src]
+            if not src:  # the catalog header
+                continue
+            report["entries"] += 1
+            if not tgt.strip() or tgt == src:
+                report["untranslated"] += 1
+            elif is_format_only(src):
+                report["format_only"] += 1
+            elif src in seen:
+                report["duplicates"] += 1
+            elif len(src) < min_chars or (max_chars is not None and (len(src) > max_chars or len(tgt) > max_chars)):
+                report["length"] += 1
+            else:
+                seen.add(src)
+                rows.append({"source": src, "target": tgt, "catalog": path.stem})
+    if not rows:
+        raise HfkitError(f"no usable gettext pairs for language '{lang}' in {folder}")
+    report["pairs"] = len(rows)
+    return Dataset.from_list(rows), report

@@ -1,0 +1,110 @@
+"""Structuring functions: records -> (prompt, answer) with Jinja templates, and answer extraction back.
+
+Several templates can serve one task (FLAN-style); each record gets one, chosen deterministically
+from its index and the seed. Templates see the record's fields by name; an unknown name is an
+error, not an empty string (StrictUndefined).
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+import jinja2
+from jinja2 import meta
+
+from ..errors import HfkitError
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+ALPACA_PROMPT = (
+    "{% if input %}Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n### Instruction:\n{{ instruction }}"
+    "\n\n### Input:\n{{ input }}\n\n### Response:\n{% else %}Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n### Instruction:\n{{ instruction }}\n\n"
+    "### Response:\n{% endif %}"
+)
+# ChatML, with {% generation %} markers so `return_assistant_tokens_mask` works too
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>\n' }}{% endgeneration %}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CHATML_TOKENS = ["<|im_start|>", "<|im_end|>"]
+
+
+@dataclass
+class Template:
+    """One way of turning a record into a prompt and an answer."""
+    prompt: str
+    answer: str
+    name: str = "template"
+
+    def __post_init__(self):
+        try:
+            self._prompt = _ENV.from_string(self.prompt)
+            self._answer = _ENV.from_string(self.answer)
+        except jinja2.TemplateSyntaxError as e:
+            raise HfkitError(f"template '{self.name}': Jinja syntax error at line {e.lineno}: {e.message}") from None
+        names = meta.find_undeclared_variables(_ENV.parse(self.answer))
+        self.answer_field = next(iter(names)) if len(names) == 1 else None
+        self.fields = meta.find_undeclared_variables(_ENV.parse(self.prompt)) | names
+
+    def render(self, record: dict, index: int | None = None) -> tuple[str, str]:
+        try:
+            return self._prompt.render(**record), self._answer.render(**record)
+        except jinja2.UndefinedError as e:
+            where = f"record {index}: " if index is not None else ""
+            raise HfkitError(f"{where}template '{self.name}' references an unknown field ({e.message}); "
+                             f"record fields: {', '.join(sorted(record))}") from None
+
+    def extract_answer(self, generated: str) -> str:
+        """Inverse of the answer template: the answer field's value inside a generated text."""
+        if self.answer_field is None:
+            return generated.strip()
+        sentinel = "\x00ANSWER\x00"
+        try:
+            rendered = self._answer.render(**{self.answer_field: sentinel})
+        except jinja2.UndefinedError:
+            return generated.strip()
+        before, _, after = rendered.partition(sentinel)
+        pattern = re.escape(before.strip()) + r"\s*(.*?)\s*" + (re.escape(after.strip()) if after.strip() else r"$")
+        m = re.search(pattern, generated, flags=re.DOTALL)
+        return (m.group(1) if m else generated).strip()
+
+
+def builtin_templates(fmt: str) -> list[Template]:
+    if fmt == "instruction":
+        return [Template(ALPACA_PROMPT, "{{ output }}", "alpaca")]
+    if fmt == "prompt_completion":
+        return [Template("{{ prompt }}", "{{ completion }}", "prompt_completion")]
+    return []
+
+
+def choose_template(templates: list[Template], index: int, seed: int) -> Template:
+    """FLAN-style mixing: a record's template depends only on (seed, index)."""
+    if len(templates) == 1:
+        return templates[0]
+    return templates[random.Random(seed * 1_000_003 + index).randrange(len(templates))]
+
+
+def check_chat(messages, index: int) -> None:
+    """Roles: optional system first, then user/assistant alternating, ending with assistant."""
+    if not isinstance(messages, list) or not messages:
+        raise HfkitError(f"record {index}: 'messages' must be a non-empty list of {{role, content}}")
+    expected = "user"
+    for j, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise HfkitError(f"record {index}: message {j} needs 'role' and 'content'")
+        role = m["role"]
+        if j == 0 and role == "system":
+            continue
+        if role != expected:
+            raise HfkitError(f"record {index}: chat roles out of order at message {j} "
+                             f"(expected '{expected}', got '{role}')")
+        if role == "assistant" and not str(m["content"]).strip():
+            raise HfkitError(f"record {index}: empty assistant answer at message {j}")
+        expected = "assistant" if role == "user" else "user"
+    if messages[-1]["role"] != "assistant":
+        raise HfkitError(f"record {index}: the chat must end with an assistant message")

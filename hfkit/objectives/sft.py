@@ -1,0 +1,295 @@
+"""Supervised fine-tuning: records -> (prompt, answer) or chats -> token ids with answer-only labels.
+
+Data shaping lives here (as in TRL): templates, chat templates, label masks, truncation that never
+cuts the prompt, and the two batching modes — padding-free packing (transformers'
+`DataCollatorWithFlattening`: examples concatenated in one row, position ids restarting at 0, so
+attention never crosses examples) and padded, length-grouped batches.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from datasets import Dataset, concatenate_datasets
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+from ..data.corpus import deduplicate, sample_mixture, split_indices
+from ..data.sources import load_records, quiet_datasets, source_label, source_where
+from ..data.templates import CHATML_TEMPLATE, CHATML_TOKENS, Template, builtin_templates, check_chat, choose_template
+from ..errors import HfkitError
+from ..recipe import Recipe, SftConfig
+
+log = logging.getLogger("hfkit")
+
+REQUIRED = {"instruction": ("instruction", "output"), "prompt_completion": ("prompt", "completion"),
+            "chat": ("messages",)}
+PACKING_ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3")
+
+
+def recipe_templates(cfg: SftConfig) -> list[Template]:
+    if cfg.templates:
+        return [Template(t.prompt, t.answer, t.name or f"template{i}") for i, t in enumerate(cfg.templates)]
+    return builtin_templates(cfg.format)
+
+
+def map_fields(ds: Dataset, cfg: SftConfig, templates: list[Template], where: str) -> Dataset:
+    """Rename the recipe's mapped columns to hfkit's names and check every needed field exists."""
+    renames = {col: name for name, col in cfg.fields.items() if col != name}
+    for col in renames:
+        if col not in ds.column_names:
+            raise HfkitError(f"{where}: mapped field '{col}' (sft.fields) not found (columns: {', '.join(ds.column_names)})")
+    ds = ds.rename_columns(renames) if renames else ds
+    if cfg.format == "chat":
+        needed = {"messages"}
+    elif cfg.templates:
+        needed = set().union(*(t.fields for t in templates))
+    else:
+        needed = set(REQUIRED[cfg.format])
+    missing = sorted(needed - set(ds.column_names))
+    if missing:
+        raise HfkitError(f"{where}: record 0 is missing field '{missing[0]}' (columns: {', '.join(ds.column_names)}; "
+                         f"map yours with sft.fields)")
+    return ds
+
+
+def setup_chat_template(tokenizer, model, cfg: SftConfig) -> None:
+    """Use the recipe's chat template, else the tokenizer's own, else ChatML (adding its two tokens)."""
+    if cfg.chat_template:
+        tokenizer.chat_template = cfg.chat_template
+    elif not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    if "<|im_start|>" in tokenizer.chat_template:
+        missing = [t for t in CHATML_TOKENS if t not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+        if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+
+
+def chat_stop_ids(tokenizer) -> list[int]:
+    ids = [tokenizer.eos_token_id]
+    if "<|im_end|>" in tokenizer.get_vocab():
+        ids.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    return ids
+
+
+def _with_system(messages: list[dict], system: str | None) -> list[dict]:
+    if system and (not messages or messages[0]["role"] != "system"):
+        return [{"role": "system", "content": system}] + list(messages)
+    return list(messages)
+
+
+def assistant_char_spans(tokenizer, messages: list[dict], index: int) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered chat and the character spans of every assistant turn (content + end of turn).
+
+    Found by rendering the conversation up to each turn: works with any chat template whose
+    renderings extend each other, which is checked.
+    """
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start_text = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        end_text = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (end_text.startswith(start_text) and full.startswith(end_text)):
+            raise HfkitError(f"record {index}: the chat template does not render conversations prefix by prefix; "
+                             f"answer-only labels cannot be located")
+        spans.append((len(start_text), len(end_text)))
+    return full, spans
+
+
+def _record(row: dict, cfg: SftConfig) -> dict:
+    if cfg.format == "instruction" and not cfg.templates:
+        row.setdefault("input", "")  # Alpaca's input is optional
+        if row["input"] is None:
+            row["input"] = ""
+    return row
+
+
+def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Template], seed: int) -> dict:
+    out = {"input_ids": [], "labels": [], "num_tokens": []}
+    for record in _rows(batch):
+        record = _record(record, cfg)
+        idx = record["_index"]
+        if cfg.format == "chat":
+            messages = _with_system(record["messages"], cfg.system_prompt)
+            check_chat(messages, idx)
+            text, spans = assistant_char_spans(tokenizer, messages, idx)
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids = enc["input_ids"]
+            trained = [any(a <= s < b for a, b in spans) for s, _ in enc["offset_mapping"]]
+            labels = [t if (tr or not cfg.completion_only_loss) else -100 for t, tr in zip(ids, trained)]
+            ids, labels = ids[: cfg.max_length], labels[: cfg.max_length]
+            if all(x == -100 for x in labels):
+                continue  # truncation removed every answer token: counted as dropped
+        else:
+            for name, value in record.items():
+                if value is None and name in REQUIRED[cfg.format]:
+                    raise HfkitError(f"record {idx}: field '{name}' is missing")
+            template = choose_template(templates, idx, seed)
+            prompt, answer = template.render(record, idx)
+            if not answer.strip():
+                raise HfkitError(f"record {idx}: empty answer (template '{template.name}')")
+            p = tokenizer(prompt)["input_ids"]  # with the tokenizer's own BOS, if it adds one
+            a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            if len(p) >= cfg.max_length:
+                continue  # no room for any answer token: dropped, never trained on a prompt alone
+            a = a[: cfg.max_length - len(p)]
+            ids = p + a
+            labels = ([-100] * len(p) if cfg.completion_only_loss else p) + a
+        out["input_ids"].append(ids)
+        out["labels"].append(labels)
+        out["num_tokens"].append(len(ids))
+    return out
+
+
+def tokenize_sft(ds: Dataset, tokenizer, cfg: SftConfig, templates: list[Template], seed: int,
+                 num_proc: int | None = None) -> tuple[Dataset, int]:
+    """Batched map to input_ids/labels; returns the dataset and how many records truncation dropped."""
+    tok = ds.map(_tokenize_batch, batched=True, remove_columns=ds.column_names,
+                 fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "templates": templates, "seed": seed},
+                 num_proc=num_proc, desc="tokenize (sft)")
+    return tok, len(ds) - len(tok)
+
+
+def eval_prompts(records: Dataset, tokenizer, cfg: SftConfig, templates: list[Template], seed: int,
+                 limit: int | None) -> tuple[list[str], list[str], list[Template | None]]:
+    """Prompts, reference answers and templates (for extraction) of held-out records."""
+    prompts, refs, used = [], [], []
+    n = len(records) if limit is None else min(limit, len(records))
+    for i in range(n):
+        rec = _record(records[i], cfg)
+        if cfg.format == "chat":
+            messages = _with_system(rec["messages"], cfg.system_prompt)
+            prompts.append(tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True))
+            refs.append(messages[-1]["content"])
+            used.append(None)
+        else:
+            t = choose_template(templates, rec["_index"], seed)
+            p, a = t.render(rec, rec["_index"])
+            prompts.append(p)
+            refs.append(t.extract_answer(a))
+            used.append(t)
+    return prompts, refs, used
+
+
+@dataclass
+class SftData:
+    train: Dataset
+    validation: Dataset | None
+    eval_records: Dataset | None
+    templates: list[Template]
+    stats: dict = field(default_factory=dict)
+
+
+def load_sft_records(recipe: Recipe, seed: int) -> tuple[dict[str, Dataset], Dataset | None, dict]:
+    """Load, map, dedup and split every source; returns per-source train records and validation records."""
+    cfg, data = recipe.sft, recipe.data
+    templates = recipe_templates(cfg)
+    labels, parts = [], []
+    for i, src in enumerate(data.sources):
+        if src.kind == "default":
+            raise HfkitError(f"data.sources.{i}: the default corpus is plain text, not instruction records")
+        label = source_label(src) if source_label(src) not in labels else f"{source_label(src)}_{i}"
+        ds = map_fields(load_records(src), cfg, templates, source_where(src))
+        labels.append(label)
+        parts.append(ds.add_column("_src", [i] * len(ds)))
+    with quiet_datasets():
+        try:
+            everything = concatenate_datasets(parts)
+        except ValueError as e:
+            raise HfkitError(f"data.sources: sources have incompatible columns ({e})") from None
+        everything = everything.add_column("_index", list(range(len(everything))))
+        keyed = everything.map(lambda b: {"text": [repr(sorted((k, v) for k, v in r.items() if k[0] != "_"))
+                                                    for r in _rows(b)]}, batched=True)
+        deduped, n_dup = deduplicate(keyed, data.dedup)
+        deduped = deduped.remove_columns("text")
+    if len(deduped) == 0:
+        raise HfkitError("data: no records")
+    src_col = np.asarray(deduped["_src"])
+    train, val_parts, per_source = {}, [], {}
+    for i, label in enumerate(labels):
+        idx = np.flatnonzero(src_col == i)
+        tr, va = split_indices(len(idx), data.validation_fraction, seed + i)
+        train[label] = deduped.select(idx[tr])
+        val_parts.append(deduped.select(idx[va]))
+        per_source[label] = {"records": int(len(idx)), "train": int(len(tr)), "validation": int(len(va))}
+    validation = concatenate_datasets(val_parts) if sum(len(v) for v in val_parts) else None
+    return train, validation, {"removed_duplicates": n_dup, "sources": per_source}
+
+
+def _rows(batch: dict) -> list[dict]:
+    keys = list(batch)
+    return [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
+
+
+def prepare_sft_data(recipe: Recipe, tokenizer, train_records: dict[str, Dataset], val_records: Dataset | None,
+                     stats: dict, seed: int) -> SftData:
+    cfg = recipe.sft
+    templates = recipe_templates(cfg)
+    tokenized, dropped = {}, 0
+    for label, ds in train_records.items():
+        tokenized[label], d = tokenize_sft(ds, tokenizer, cfg, templates, seed, recipe.data.num_proc)
+        dropped += d
+        if len(tokenized[label]) == 0:
+            raise HfkitError(f"data source '{label}': every record was dropped by truncation "
+                             f"(sft.max_length={cfg.max_length})")
+    mixture, report = sample_mixture(tokenized, {k: s for k, s in zip(train_records, recipe.data.sources)},
+                                     recipe.data.mixture_tokens, seed)
+    validation = None
+    if val_records is not None and len(val_records):
+        validation, d = tokenize_sft(val_records, tokenizer, cfg, templates, seed, recipe.data.num_proc)
+        dropped += d
+        validation = validation.remove_columns("num_tokens") if len(validation) else None
+    if dropped:
+        log.warning("hfkit: %d records dropped: their prompt leaves no room for an answer within "
+                    "sft.max_length=%d", dropped, cfg.max_length)
+        print(f"warning: {dropped} records dropped: prompt fills sft.max_length={cfg.max_length}, no answer left")
+    trained = sum(sum(1 for x in lab if x != -100) for lab in mixture["labels"])
+    stats = {**stats, "mixture": report, "dropped_by_truncation": dropped, "train_examples": len(mixture),
+             "train_tokens": int(sum(mixture["num_tokens"])), "trained_tokens": int(trained)}
+    return SftData(mixture.remove_columns("num_tokens"), validation, val_records, templates, stats)
+
+
+class PaddingFreeCollator(DataCollatorWithFlattening):
+    """transformers' flattening collator, plus `use_cache=False`: with a KV cache in the forward pass
+    the model ignores the restarting position ids and lets packed examples attend to each other."""
+
+    def __call__(self, features, return_tensors=None, separator_id=None):
+        batch = super().__call__(features, return_tensors, separator_id)
+        batch["use_cache"] = False
+        return batch
+
+
+def sft_collator(cfg: SftConfig, tokenizer):
+    if cfg.packing == "padding_free":
+        return PaddingFreeCollator(return_position_ids=True, separator_id=-100)
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding="longest")
+
+
+@torch.no_grad()
+def check_padding_free(model) -> None:
+    """Refuse padding-free packing where the model would let packed examples see each other."""
+    impl = getattr(model.config, "_attn_implementation", None) or "eager"
+    if impl not in PACKING_ATTENTION:
+        raise HfkitError(f"sft.packing=padding_free does not support attn_implementation '{impl}' "
+                         f"(supported: {', '.join(PACKING_ATTENTION)}); use sft.packing=padded")
+    was_training = model.training
+    model.eval()
+    try:
+        g = torch.Generator().manual_seed(0)
+        vocab = model.get_input_embeddings().num_embeddings
+        a = torch.randint(0, vocab, (6,), generator=g)
+        b = torch.randint(0, vocab, (5,), generator=g)
+        dev = model.device
+        packed = model(input_ids=torch.cat([a, b])[None].to(dev),
+                       position_ids=torch.tensor([list(range(6)) + list(range(5))], device=dev), use_cache=False).logits
+        alone = model(input_ids=b[None].to(dev), use_cache=False).logits
+        if (packed[0, 6:] - alone[0]).abs().max().item() > 1e-3:
+            raise HfkitError(f"sft.packing=padding_free: {type(model).__name__} with attn_implementation '{impl}' "
+                             f"does not isolate packed examples; use sft.packing=padded")
+    finally:
+        model.train(was_training)
