@@ -26,8 +26,10 @@ test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 bench: install
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) bench/train_throughput.py
 	$(PY) bench/packing.py
+	$(PY) bench/sft_packing.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

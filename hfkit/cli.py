@@ -46,10 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("recipes", help="list the shipped recipes")
     r.add_argument("--json", action="store_true")
 
-    d = sub.add_parser("data", help="build a recipe's dataset and report it (no training)")
+    data = sub.add_parser("data", help="data tools").add_subparsers(dest="action", required=True, parser_class=_Parser)
+    d = data.add_parser("report", help="build a recipe's dataset and report it (no training)")
     d.add_argument("recipe")
     d.add_argument("overrides", nargs="*")
     d.add_argument("--json", action="store_true")
+    gt = data.add_parser("gettext", help="English->LANG pairs from the machine's gettext catalogs, as JSONL")
+    gt.add_argument("--lang", required=True, help="target language, e.g. de, fr")
+    gt.add_argument("--locale-dir", default="/usr/share/locale")
+    gt.add_argument("--max-chars", type=int, default=None, help="drop pairs longer than this")
+    gt.add_argument("--output", required=True, help="JSONL file to write (source, target, catalog)")
+    gt.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("chat", help="talk with a tuned model in the terminal (streams tokens)")
+    c.add_argument("model", help="run folder or model folder / Hub id")
+    c.add_argument("--system", default=None, help="system prompt")
+    _add_generation_flags(c)
 
     tok = sub.add_parser("tokenizer", help="tokenizer tools").add_subparsers(dest="action", required=True,
                                                                             parser_class=_Parser)
@@ -127,7 +139,9 @@ def _dispatch(args) -> int:
             print(json.dumps(metrics, indent=2, default=str))
         return 0
     if args.command == "data":
-        return _cmd_data(args)
+        return _cmd_data(args) if args.action == "report" else _cmd_gettext(args)
+    if args.command == "chat":
+        return _cmd_chat(args)
     if args.command == "tokenizer":
         return _cmd_tokenizer(args)
     if args.command == "eval":
@@ -163,6 +177,53 @@ def _cmd_data(args) -> int:
     tp = stats["train_packing"]
     rows += [("train blocks", f"{tp['blocks']:,} x {tp['block_size']} ({tp['dropped_tokens']} tokens dropped)")]
     print_table("hfkit data", rows)
+    return 0
+
+
+def _cmd_gettext(args) -> int:
+    from .data.gettext_pairs import gettext_pairs
+    from .io import atomic_write_text
+
+    ds, report = gettext_pairs(args.lang, args.locale_dir, max_chars=args.max_chars)
+    atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ds))
+    report = {**report, "catalogs_skipped": len(report["catalogs_skipped"]), "output": args.output}
+    _emit(report, args.json, f"gettext en->{args.lang}")
+    return 0
+
+
+def _cmd_chat(args) -> int:
+    """A terminal chat: the conversation so far goes through the model's chat template every turn."""
+    from transformers import TextStreamer
+
+    from .evaluation.generation import generate
+    from .objectives.sft import chat_stop_ids, setup_chat_template
+    from .recipe import SftConfig
+
+    model, tokenizer = _load_model_and_tokenizer(args.model)
+    if not getattr(tokenizer, "chat_template", None):
+        print("note: this model has no chat template; using ChatML", file=sys.stderr)
+    setup_chat_template(tokenizer, model, SftConfig(format="chat"))
+    history = [{"role": "system", "content": args.system}] if args.system else []
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    print("hfkit chat: type a message; /reset clears the conversation, an empty line or Ctrl-D quits.")
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        if line.strip() == "/reset":
+            history = history[:1] if args.system else []
+            continue
+        history.append({"role": "user", "content": line})
+        prompt = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+        print("model> ", end="", flush=True)
+        reply = generate(model, tokenizer, [prompt], seed=args.seed, streamer=streamer,
+                         stop_token_ids=chat_stop_ids(tokenizer), max_new_tokens=args.max_new_tokens,
+                         do_sample=args.do_sample, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         num_beams=args.num_beams, repetition_penalty=args.repetition_penalty)[0][0]
+        history.append({"role": "assistant", "content": reply.strip()})
     return 0
 
 

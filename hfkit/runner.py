@@ -58,6 +58,8 @@ def training_arguments(recipe: Recipe, has_validation: bool) -> TrainingArgument
     kw = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(), **recipe.training}
     if not has_validation and "eval_strategy" not in recipe.training:
         kw["eval_strategy"] = "no"
+    if recipe.task == "sft" and recipe.sft.packing == "padded" and "train_sampling_strategy" not in recipe.training:
+        kw["train_sampling_strategy"] = "group_by_length"  # similar lengths share a batch: little padding
     try:
         return TrainingArguments(**kw)
     except (ValueError, TypeError) as e:

@@ -109,6 +109,22 @@ def _record(row: dict, cfg: SftConfig) -> dict:
     return row
 
 
+def validate_records(ds: Dataset, cfg: SftConfig, templates: list[Template], seed: int) -> None:
+    """Every record up front, so bad input fails in one line before any long work starts."""
+    for record in ds:
+        record = _record(record, cfg)
+        idx = record["_index"]
+        if cfg.format == "chat":
+            check_chat(_with_system(record["messages"], cfg.system_prompt), idx)
+            continue
+        for name in REQUIRED[cfg.format] if not cfg.templates else ():
+            if record.get(name) is None:
+                raise HfkitError(f"record {idx}: field '{name}' is missing")
+        template = choose_template(templates, idx, seed)
+        if not template.render(record, idx)[1].strip():
+            raise HfkitError(f"record {idx}: empty answer (template '{template.name}')")
+
+
 def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Template], seed: int) -> dict:
     out = {"input_ids": [], "labels": [], "num_tokens": []}
     for record in _rows(batch):
@@ -116,7 +132,6 @@ def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Temp
         idx = record["_index"]
         if cfg.format == "chat":
             messages = _with_system(record["messages"], cfg.system_prompt)
-            check_chat(messages, idx)
             text, spans = assistant_char_spans(tokenizer, messages, idx)
             enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             ids = enc["input_ids"]
@@ -126,13 +141,7 @@ def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Temp
             if all(x == -100 for x in labels):
                 continue  # truncation removed every answer token: counted as dropped
         else:
-            for name, value in record.items():
-                if value is None and name in REQUIRED[cfg.format]:
-                    raise HfkitError(f"record {idx}: field '{name}' is missing")
-            template = choose_template(templates, idx, seed)
-            prompt, answer = template.render(record, idx)
-            if not answer.strip():
-                raise HfkitError(f"record {idx}: empty answer (template '{template.name}')")
+            prompt, answer = choose_template(templates, idx, seed).render(record, idx)
             p = tokenizer(prompt)["input_ids"]  # with the tokenizer's own BOS, if it adds one
             a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
             if len(p) >= cfg.max_length:
@@ -207,6 +216,7 @@ def load_sft_records(recipe: Recipe, seed: int) -> tuple[dict[str, Dataset], Dat
                                                     for r in _rows(b)]}, batched=True)
         deduped, n_dup = deduplicate(keyed, data.dedup)
         deduped = deduped.remove_columns("text")
+    validate_records(everything, cfg, templates, seed)
     if len(deduped) == 0:
         raise HfkitError("data: no records")
     src_col = np.asarray(deduped["_src"])
@@ -255,18 +265,55 @@ def prepare_sft_data(recipe: Recipe, tokenizer, train_records: dict[str, Dataset
 
 
 class PaddingFreeCollator(DataCollatorWithFlattening):
-    """transformers' flattening collator, plus `use_cache=False`: with a KV cache in the forward pass
-    the model ignores the restarting position ids and lets packed examples attend to each other."""
+    """transformers' flattening collator, plus two things.
+
+    `use_cache=False`: with a KV cache in the forward pass the model ignores the restarting position
+    ids and lets packed examples attend to each other.
+    `max_row_tokens`: with eager/SDPA attention a packed row costs (row length)^2 however it is
+    masked, so consecutive examples are packed into rows of at most this many tokens (the batch
+    becomes a few rows; only the short tail of each row but the longest is filler, which forms a
+    segment of its own and carries no labels). None: the whole batch in one row, as with
+    flash-attention's variable-length kernels.
+    """
+
+    def __init__(self, *args, max_row_tokens: int | None = None, pad_token_id: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_row_tokens = max_row_tokens
+        self.pad_token_id = pad_token_id
 
     def __call__(self, features, return_tensors=None, separator_id=None):
-        batch = super().__call__(features, return_tensors, separator_id)
-        batch["use_cache"] = False
-        return batch
+        if not self.max_row_tokens:
+            batch = super().__call__(features, return_tensors, separator_id)
+            batch["use_cache"] = False
+            return batch
+        rows, row, used = [], [], 0
+        for f in features:
+            n = len(f["input_ids"])
+            if row and used + n > self.max_row_tokens:
+                rows.append(row)
+                row, used = [], 0
+            row.append(f)
+            used += n
+        rows.append(row)
+        flat = [super(PaddingFreeCollator, self).__call__(r, "pt", separator_id) for r in rows]
+        width = max(b["input_ids"].shape[1] for b in flat)
+        out = {"input_ids": torch.full((len(flat), width), self.pad_token_id, dtype=torch.long),
+               "labels": torch.full((len(flat), width), -100, dtype=torch.long),
+               "position_ids": torch.zeros((len(flat), width), dtype=torch.long)}
+        for i, b in enumerate(flat):
+            n = b["input_ids"].shape[1]
+            out["input_ids"][i, :n] = b["input_ids"][0]
+            out["labels"][i, :n] = b["labels"][0]
+            out["position_ids"][i, :n] = b["position_ids"][0]
+            out["position_ids"][i, n:] = torch.arange(width - n)  # filler: its own segment
+        out["use_cache"] = False
+        return out
 
 
 def sft_collator(cfg: SftConfig, tokenizer):
     if cfg.packing == "padding_free":
-        return PaddingFreeCollator(return_position_ids=True, separator_id=-100)
+        return PaddingFreeCollator(return_position_ids=True, separator_id=-100, max_row_tokens=cfg.max_length,
+                                   pad_token_id=tokenizer.pad_token_id or 0)
     return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding="longest")
 
 

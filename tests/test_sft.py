@@ -1,0 +1,287 @@
+import json
+import struct
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+from hfkit.data.gettext_pairs import gettext_pairs, is_format_only
+from hfkit.data.templates import CHATML_TEMPLATE, Template
+from hfkit.data.tokenizer import train_tokenizer
+from hfkit.errors import HfkitError
+from hfkit.objectives.sft import PaddingFreeCollator, check_padding_free, setup_chat_template, tokenize_sft
+from hfkit.recipe import SftConfig, TemplateConfig
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from hfkit.data.sources import default_corpus_documents
+
+    t = train_tokenizer(default_corpus_documents() + ["Guten Tag. Datei öffnen."], "bpe", 600)
+    t.chat_template = CHATML_TEMPLATE
+    setup_chat_template(t, None, SftConfig(format="chat"))
+    return t
+
+
+def _records(rows):
+    return Dataset.from_list([{**r, "_index": i} for i, r in enumerate(rows)])
+
+
+def test_instruction_labels_mask_exactly_the_prompt(tok):
+    rows = [{"instruction": "Name a loop statement.", "input": "", "output": "The for statement."},
+            {"instruction": "Translate", "input": "Open file", "output": "Datei öffnen"}]
+    cfg = SftConfig(format="instruction")
+    from hfkit.objectives.sft import recipe_templates
+
+    ds, dropped = tokenize_sft(_records(rows), tok, cfg, recipe_templates(cfg), seed=0)
+    assert dropped == 0
+    for row, ex in zip(rows, ds):
+        prompt, answer = recipe_templates(cfg)[0].render(row)
+        p = tok(prompt)["input_ids"]
+        a = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert ex["input_ids"] == p + a
+        assert ex["labels"] == [-100] * len(p) + a
+        assert ("### Input:" in prompt) == bool(row["input"])
+    full, _ = tokenize_sft(_records(rows), tok, SftConfig(format="instruction", completion_only_loss=False),
+                           recipe_templates(cfg), seed=0)
+    assert full[0]["labels"] == full[0]["input_ids"]
+
+
+def test_multi_turn_chat_trains_every_assistant_turn_and_nothing_else(tok):
+    msgs = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi there"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Open a file?"},
+            {"role": "assistant", "content": "Use open()."}]
+    ds, _ = tokenize_sft(_records([{"messages": msgs}]), tok, SftConfig(format="chat"), [], seed=0)
+    ids, labels = ds[0]["input_ids"], ds[0]["labels"]
+    trained = [i for i, lab in zip(ids, labels) if lab != -100]
+    assert all(lab in (-100, i) for i, lab in zip(ids, labels))
+    assert tok.decode(trained) == "Hello.<|im_end|>\nUse open().<|im_end|>\n"
+    # every token of system and user turns is masked: the labelled tokens form exactly two runs
+    runs = sum(1 for j in range(len(labels)) if labels[j] != -100 and (j == 0 or labels[j - 1] == -100))
+    assert runs == 2
+    system = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    ds2, _ = tokenize_sft(_records([{"messages": system}]), tok, SftConfig(format="chat", system_prompt="Be kind."), [], 0)
+    assert "Be kind." in tok.decode(ds2[0]["input_ids"])
+
+
+@pytest.mark.parametrize("config", [
+    LlamaConfig(vocab_size=700, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2),
+    GPT2Config(vocab_size=700, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0),
+], ids=["llama", "gpt2"])
+def test_padding_free_packing_equals_examples_alone(config, tok):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).train()  # train mode: use_cache stays on in the config
+    rows = [{"prompt": "The if statement", "completion": " selects a suite."},
+            {"prompt": "Open", "completion": " a file for reading and writing."},
+            {"prompt": "x", "completion": " y"}]
+    cfg = SftConfig(format="prompt_completion")
+    from hfkit.objectives.sft import recipe_templates
+
+    ds, _ = tokenize_sft(_records(rows), tok, cfg, recipe_templates(cfg), seed=0)
+    feats = [{"input_ids": e["input_ids"], "labels": e["labels"]} for e in ds]
+    lens = [len(f["input_ids"]) for f in feats]
+    one_row = PaddingFreeCollator(return_position_ids=True, separator_id=-100)(feats)
+    assert one_row["input_ids"].shape == (1, sum(lens))  # no padding at all
+    rows = PaddingFreeCollator(return_position_ids=True, separator_id=-100, max_row_tokens=lens[0] + lens[1] - 1)(feats)
+    assert rows["input_ids"].shape == (2, max(lens[0], lens[1] + lens[2]))  # rows [f0], [f1 f2]
+    for batch, placement in ((one_row, [(0, 0), (0, lens[0]), (0, lens[0] + lens[1])]),
+                             (rows, [(0, 0), (1, 0), (1, lens[1])])):
+        out = model(**batch)
+        nll, count = 0.0, 0
+        for f, (r, start) in zip(feats, placement):
+            n = len(f["input_ids"])
+            alone = model(input_ids=torch.tensor([f["input_ids"]]), labels=torch.tensor([f["labels"]]), use_cache=False)
+            assert torch.allclose(out.logits[r, start:start + n], alone.logits[0], atol=1e-4)
+            k = sum(1 for x in f["labels"][1:] if x != -100)
+            nll += alone.loss.item() * k
+            count += k
+        # the packed loss is the token-weighted loss of the examples run one by one (filler carries no labels)
+        assert out.loss.item() == pytest.approx(nll / count, rel=1e-5)
+    check_padding_free(model)  # the run-time self-check agrees
+
+
+def test_unsupported_attention_for_padding_free_is_refused():
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2))
+    model.config._attn_implementation = "paged|sdpa"
+    with pytest.raises(HfkitError, match="does not support attn_implementation 'paged|sdpa'"):
+        check_padding_free(model)
+
+
+def test_truncation_never_cuts_the_prompt(tok):
+    rows = [{"prompt": "word " * 60, "completion": " answer"}, {"prompt": "short", "completion": " long " * 50}]
+    cfg = SftConfig(format="prompt_completion", max_length=32)
+    from hfkit.objectives.sft import recipe_templates
+
+    ds, dropped = tokenize_sft(_records(rows), tok, cfg, recipe_templates(cfg), seed=0)
+    assert dropped == 1 and len(ds) == 1
+    ex = ds[0]
+    assert len(ex["input_ids"]) == 32
+    assert ex["labels"][: len(tok("short")["input_ids"])] == [-100] * len(tok("short")["input_ids"])
+    assert sum(1 for x in ex["labels"] if x != -100) == 32 - len(tok("short")["input_ids"])
+
+
+def test_template_round_trip_and_mixing():
+    t = Template("Q: {{ question }}\nA:", " The answer is {{ answer }}.", "qa")
+    prompt, target = t.render({"question": "2+2?", "answer": "4"})
+    assert prompt == "Q: 2+2?\nA:" and target == " The answer is 4."
+    assert t.extract_answer(target) == "4"
+    assert t.extract_answer("The answer is forty two. And more text") == "forty two"
+    plain = Template("{{ source }}", "{{ target }}")
+    assert plain.extract_answer("  Datei öffnen \n") == "Datei öffnen"
+    from hfkit.data.templates import choose_template
+
+    ts = [Template("a{{x}}", "{{y}}", "a"), Template("b{{x}}", "{{y}}", "b")]
+    picks = [choose_template(ts, i, seed=1).name for i in range(200)]
+    assert picks == [choose_template(ts, i, seed=1).name for i in range(200)]  # deterministic
+    assert 70 < picks.count("a") < 130  # both used
+    with pytest.raises(HfkitError, match="template 'qa' references an unknown field"):
+        t.render({"question": "x"}, 3)
+
+
+def write_mo(path, entries: dict, charset="UTF-8", raw: dict | None = None):
+    """A GNU .mo catalog (what msgfmt writes): header, then sorted msgid/msgstr tables."""
+    entries = {"": f"Content-Type: text/plain; charset={charset}\n", **entries}
+    items = sorted((k.encode(), v.encode() if isinstance(v, str) else v) for k, v in entries.items())
+    if raw:
+        items = sorted(items + list(raw.items()))
+    ids = b"".join(k + b"\0" for k, _ in items)
+    strs = b"".join(v + b"\0" for _, v in items)
+    n = len(items)
+    start = 7 * 4 + 16 * n
+    koffs, voffs, o = [], [], 0
+    for k, _ in items:
+        koffs += [len(k), start + o]
+        o += len(k) + 1
+    o2 = 0
+    for _, v in items:
+        voffs += [len(v), start + len(ids) + o2]
+        o2 += len(v) + 1
+    header = struct.pack("Iiiiiii", 0x950412DE, 0, n, 7 * 4, 7 * 4 + n * 8, 0, 0)
+    path.write_bytes(header + struct.pack(f"{2 * n}i", *koffs) + struct.pack(f"{2 * n}i", *voffs) + ids + strs)
+
+
+def test_gettext_builder_gives_exactly_the_catalog_pairs(tmp_path):
+    folder = tmp_path / "de" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    write_mo(folder / "alpha.mo", {"Open file": "Datei öffnen", "%s: %s": "%s : %s", "Cancel": "Abbrechen",
+                                   "Same": "Same", "Untranslated": "", "menu\x04Quit": "Beenden"})
+    write_mo(folder / "beta.mo", {"Cancel": "Stornieren", "Save %s as...": "%s speichern unter..."})
+    write_mo(folder / "broken.mo", {}, raw={b"Bad": b"\xff\xfe kaputt"})
+    ds, report = gettext_pairs("de", str(tmp_path))
+    assert ds.to_list() == [
+        {"source": "Cancel", "target": "Abbrechen", "catalog": "alpha"},
+        {"source": "Open file", "target": "Datei öffnen", "catalog": "alpha"},
+        {"source": "Quit", "target": "Beenden", "catalog": "alpha"},
+        {"source": "Save %s as...", "target": "%s speichern unter...", "catalog": "beta"},
+    ]
+    assert report["duplicates"] == 1 and report["format_only"] == 1 and report["untranslated"] == 2
+    assert report["catalogs_skipped"] == ["broken.mo: UnicodeDecodeError"]
+    assert is_format_only("%s: %d") and is_format_only("{0} - <b>%(name)s</b>") and not is_format_only("%s files")
+    with pytest.raises(HfkitError, match="no gettext catalogs for language 'xx'"):
+        gettext_pairs("xx", str(tmp_path))
+
+
+MEMO = [{"instruction": f"What is the code word number {i}?", "output": w}
+        for i, w in enumerate(["apple tree", "blue river", "cold stone", "dark forest", "empty glass", "fast horse"])]
+
+
+def _sft_overrides(data_path, out, extra=()):
+    return ["model.hidden_size=64", "model.num_layers=2", "model.num_heads=2", "model.max_position_embeddings=256",
+            "tokenizer.vocab_size=300", "data.sources.0.kind=json", f"data.sources.0.path={data_path}",
+            "data.validation_fraction=0", "sft.max_length=256", f"output_dir={out}", "learning_rate=3e-3",
+            "warmup_steps=0", "logging_steps=10", "save_strategy=no", "generate.prompts=[]",
+            "per_device_train_batch_size=6", *extra]
+
+
+@pytest.mark.parametrize("packing", ["padding_free", "padded"])
+def test_tiny_model_learns_instructions_and_reproduces_a_memorised_answer(packing, tmp_path):
+    import hfkit
+    from hfkit.data.templates import ALPACA_PROMPT
+    from hfkit.evaluation.generation import generate
+
+    data = tmp_path / "memo.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in MEMO))
+    m = hfkit.train("sft", _sft_overrides(data, tmp_path / "run", ["max_steps=150", f"sft.packing={packing}"]),
+                    quiet=True)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < losses[0] / 5
+    assert m["data"]["trained_tokens"] < m["data"]["train_tokens"] / 3  # the prompt is not trained
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run")
+    from transformers import AutoTokenizer
+
+    t = AutoTokenizer.from_pretrained(tmp_path / "run")
+    prompt = Template(ALPACA_PROMPT, "{{ output }}").render({**MEMO[3], "input": ""})[0]
+    out = generate(model, t, [prompt], max_new_tokens=20, add_special_tokens=True)[0][0]
+    assert out.strip() == "dark forest"
+
+
+BAD_SFT = [
+    ([{"instruction": "a", "output": "b"}, {"instruction": "c", "output": None}], [], "record 1: field 'output' is missing"),
+    ([{"instruction": "a", "output": "b"}, {"instruction": "c", "output": "  "}], [], "record 1: empty answer"),
+    ([{"question": "a", "output": "b"}], [], "record 0 is missing field 'instruction'"),
+    ([{"question": "a", "answer": "b"}], ["sft.fields.instruction=quest", "sft.fields.output=answer"],
+     "mapped field 'quest' (sft.fields) not found"),
+    ([{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}], ["sft.format=chat"],
+     "record 0: chat roles out of order at message 1 (expected 'assistant', got 'user')"),
+    ([{"q": "a", "a": "b"}], ["sft.templates=[{prompt: '{{ q }} {{ nope }}', answer: '{{ a }}', name: t1}]"],
+     "record 0 is missing field 'nope'"),
+    ([{"q": "a", "a": "b"}], ["sft.templates=[{prompt: '{{ q }', answer: '{{ a }}', name: t1}]"],
+     "template 't1': Jinja syntax error"),
+]
+
+
+@pytest.mark.parametrize("rows, extra, message", BAD_SFT, ids=[m[:25] for _, _, m in BAD_SFT])
+def test_bad_sft_input_exits_2_with_one_line(rows, extra, message, tmp_path, capsys):
+    from hfkit.cli import main
+
+    data = tmp_path / "bad.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    rc = main(["train", "sft", *_sft_overrides(data, tmp_path / "out", ["max_steps=2", *extra])])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_template_config_parses():
+    from hfkit.recipe import load_recipe
+
+    r = load_recipe("sft_translate", ["max_steps=1"])
+    assert r.task == "sft" and [t.name for t in r.sft.templates] == ["instruction", "pair"]
+    assert isinstance(r.sft.templates[0], TemplateConfig) and r.eval.metrics == ["bleu", "chrf"]
+
+
+def test_chat_format_training_and_the_chat_command(tmp_path):
+    import subprocess
+    import sys
+
+    import hfkit
+
+    data = tmp_path / "chats.jsonl"
+    data.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": r["instruction"]},
+                                                       {"role": "assistant", "content": r["output"]}]})
+                              for r in MEMO))
+    hfkit.train("sft", _sft_overrides(data, tmp_path / "chat", ["max_steps=150", "sft.format=chat"]), quiet=True)
+    saved = json.loads((tmp_path / "chat" / "tokenizer_config.json").read_text())
+    assert "<|im_start|>" in json.dumps(saved) or (tmp_path / "chat" / "chat_template.jinja").exists()
+    p = subprocess.run([sys.executable, "-m", "hfkit", "chat", str(tmp_path / "chat"), "--max-new-tokens", "20"],
+                       input=f"{MEMO[2]['instruction']}\n/reset\n{MEMO[4]['instruction']}\n\n",
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    replies = [line.split("model> ", 1)[1].strip() for line in p.stdout.splitlines() if "model> " in line]
+    assert replies == ["cold stone", "empty glass"]
+
+
+def test_data_gettext_command_writes_jsonl(tmp_path, capsys):
+    from hfkit.cli import main
+
+    folder = tmp_path / "fr" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    write_mo(folder / "app.mo", {"Open file": "Ouvrir le fichier", "Close": "Fermer"})
+    out = tmp_path / "pairs.jsonl"
+    assert main(["data", "gettext", "--lang", "fr", "--locale-dir", str(tmp_path), "--output", str(out), "--json"]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["source"], r["target"]) for r in rows] == [("Close", "Fermer"), ("Open file", "Ouvrir le fichier")]
+    assert json.loads(capsys.readouterr().out)["pairs"] == 2
