@@ -88,7 +88,8 @@ def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
         ds = load_source(src)
         loaded += len(ds)
         labels.append(label)
-        parts.append(ds.add_column("_src", [i] * len(ds)))
+        with quiet_datasets():
+            parts.append(ds.add_column("_src", [i] * len(ds)))
     with quiet_datasets():  # seconds even on large corpora
         everything = concatenate_datasets(parts)
         filtered = filter_length(everything, cfg.min_chars, cfg.max_chars, cfg.num_proc)
@@ -101,16 +102,17 @@ def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
         )
     src_col = np.asarray(deduped["_src"])
     train, val_parts, per_source = {}, [], {}
-    for i, label in enumerate(labels):
-        idx = np.flatnonzero(src_col == i)
-        if len(idx) == 0:
-            raise HfkitError(f"data.sources.{i} ({label}): no documents left after filtering and dedup")
-        tr, va = split_indices(len(idx), cfg.validation_fraction, seed + i)
-        train[label] = deduped.select(idx[tr]).remove_columns("_src")
-        val_parts.append(deduped.select(idx[va]).remove_columns("_src"))
-        per_source[label] = {"documents": int(len(idx)), "train_documents": int(len(tr)),
-                             "validation_documents": int(len(va))}
-    validation = concatenate_datasets(val_parts)
+    with quiet_datasets():
+        for i, label in enumerate(labels):
+            idx = np.flatnonzero(src_col == i)
+            if len(idx) == 0:
+                raise HfkitError(f"data.sources.{i} ({label}): no documents left after filtering and dedup")
+            tr, va = split_indices(len(idx), cfg.validation_fraction, seed + i)
+            train[label] = deduped.select(idx[tr]).remove_columns("_src")
+            val_parts.append(deduped.select(idx[va]).remove_columns("_src"))
+            per_source[label] = {"documents": int(len(idx)), "train_documents": int(len(tr)),
+                                 "validation_documents": int(len(va))}
+        validation = concatenate_datasets(val_parts)
     stats = {"documents_loaded": loaded, "removed_by_length": n_filtered, "removed_duplicates": n_dup,
              "dedup": cfg.dedup, "sources": per_source}
     return Corpus(train, validation, dict(zip(labels, cfg.sources)), stats)

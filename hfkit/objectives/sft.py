@@ -205,7 +205,8 @@ def load_sft_records(recipe: Recipe, seed: int) -> tuple[dict[str, Dataset], Dat
         label = source_label(src) if source_label(src) not in labels else f"{source_label(src)}_{i}"
         ds = map_fields(load_records(src), cfg, templates, source_where(src))
         labels.append(label)
-        parts.append(ds.add_column("_src", [i] * len(ds)))
+        with quiet_datasets():
+            parts.append(ds.add_column("_src", [i] * len(ds)))
     with quiet_datasets():
         try:
             everything = concatenate_datasets(parts)
@@ -221,13 +222,14 @@ def load_sft_records(recipe: Recipe, seed: int) -> tuple[dict[str, Dataset], Dat
         raise HfkitError("data: no records")
     src_col = np.asarray(deduped["_src"])
     train, val_parts, per_source = {}, [], {}
-    for i, label in enumerate(labels):
-        idx = np.flatnonzero(src_col == i)
-        tr, va = split_indices(len(idx), data.validation_fraction, seed + i)
-        train[label] = deduped.select(idx[tr])
-        val_parts.append(deduped.select(idx[va]))
-        per_source[label] = {"records": int(len(idx)), "train": int(len(tr)), "validation": int(len(va))}
-    validation = concatenate_datasets(val_parts) if sum(len(v) for v in val_parts) else None
+    with quiet_datasets():
+        for i, label in enumerate(labels):
+            idx = np.flatnonzero(src_col == i)
+            tr, va = split_indices(len(idx), data.validation_fraction, seed + i)
+            train[label] = deduped.select(idx[tr])
+            val_parts.append(deduped.select(idx[va]))
+            per_source[label] = {"records": int(len(idx)), "train": int(len(tr)), "validation": int(len(va))}
+        validation = concatenate_datasets(val_parts) if sum(len(v) for v in val_parts) else None
     return train, validation, {"removed_duplicates": n_dup, "sources": per_source}
 
 
