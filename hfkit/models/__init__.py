@@ -73,12 +73,40 @@ def load_causal_lm(path: str, revision: str | None = None, trust_remote_code: bo
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise HfkitError(f"model path '{path}' is a file; give the model folder (with config.json)")
+    if p.is_dir() and (p / "adapter_config.json").exists():
+        return load_adapter_model(str(p.resolve()), trust_remote_code=trust_remote_code, **kw)
     if p.is_dir() and not (p / "config.json").exists():
         raise HfkitError(f"model folder '{path}' has no config.json: not a saved model")
+    if p.is_dir():
+        path = str(p.resolve())  # so adapters trained on it record a base path that works from anywhere
     try:
         AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         return AutoModelForCausalLM.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kw)
     except HfkitError:
         raise
     except Exception as e:
-        raise HfkitError(f"cannot load a causal LM from '{path}': {str(e).splitlines()[0][:200]}") from None
+        import os
+
+        hint = ""
+        if not p.exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            hint = (" — it is not in the local Hub cache and HF_HUB_OFFLINE=1: download it once online, or cache "
+                    "a local copy with `hfkit hub import FOLDER --repo-id ID`")
+        raise HfkitError(f"cannot load a causal LM from '{path}'{hint}: {str(e).splitlines()[0][:200]}") from None
+
+
+def load_adapter_model(path: str, trust_remote_code: bool = False, **kw):
+    """A saved peft adapter on its base model (`AutoPeftModelForCausalLM`), with one-line errors."""
+    import json
+
+    from peft import AutoPeftModelForCausalLM
+
+    base = json.loads((Path(path) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    try:
+        return AutoPeftModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **kw)
+    except RuntimeError as e:
+        if "size mismatch" in str(e):
+            raise HfkitError(f"adapter '{path}' does not fit its base model '{base}': "
+                             f"{str(e).splitlines()[1].strip()[:200] if len(str(e).splitlines()) > 1 else str(e)[:200]}") from None
+        raise HfkitError(f"cannot load adapter '{path}' on base '{base}': {str(e).splitlines()[0][:200]}") from None
+    except (OSError, ValueError) as e:
+        raise HfkitError(f"cannot load adapter '{path}' on base '{base}': {str(e).splitlines()[0][:200]}") from None
