@@ -30,6 +30,7 @@ bench: install
 	$(PY) bench/train_throughput.py
 	$(PY) bench/packing.py
 	$(PY) bench/sft_packing.py
+	$(PY) bench/peft_memory.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -451,7 +451,8 @@ def _check_recipe(r: Recipe) -> None:
     for key, val, what in (("tokenizer.path", r.tokenizer.path, "tokenizer"),
                            ("model.name_or_path", r.model.name_or_path, "model")):
         if val and not Path(val).exists() and not looks_like_hub_id(val):
-            raise HfkitError(f"recipe key '{key}': no such {what} folder: {val}")
+            hint = " (train it first: `make demo` or `hfkit train clm_pretrain`)" if val.startswith("runs/") else ""
+            raise HfkitError(f"recipe key '{key}': no such {what} folder: {val}{hint}")
     if r.adapter.method not in ("full", "selective") and not r.model.name_or_path:
         raise HfkitError(f"adapter.method={r.adapter.method} needs a pretrained base: set model.name_or_path "
                          f"(a run folder such as runs/clm_pretrain, or a Hub id)")
