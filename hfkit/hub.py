@@ -69,6 +69,19 @@ def minilm_folder() -> Path:
     return folder
 
 
+def ensure_cached(repo_id: str) -> None:
+    """The packaged all-MiniLM-L6-v2 answers for its Hub id when the Hub cache lacks it."""
+    if repo_id != MINILM_ID:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(MINILM_ID, "config.json"), str):
+        try:
+            seed_minilm()
+        except HfkitError:
+            pass  # package not installed: the normal Hub download (or offline error) follows
+
+
 def seed_minilm(cache_dir: str | os.PathLike | None = None) -> Path:
     """Cache the packaged MiniLM under its Hub id, so it loads offline by `sentence-transformers/all-MiniLM-L6-v2`."""
     return import_to_cache(minilm_folder(), MINILM_ID, cache_dir)

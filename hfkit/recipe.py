@@ -28,7 +28,7 @@ ALIASES = {"output_dir": "training.output_dir", "max_steps": "training.max_steps
 
 @dataclass
 class ModelConfig:
-    architecture: Literal["gpt2", "llama"] = "gpt2"  # preset family used when building from config
+    architecture: Literal["gpt2", "llama", "bert"] = "gpt2"  # preset family when building from config (bert: mlm)
     name_or_path: Optional[str] = None  # start from this checkpoint (folder or Hub id) instead
     revision: Optional[str] = None  # Hub revision (branch, tag or commit) to pin
     trust_remote_code: bool = False  # never run code from a checkpoint unless asked
@@ -79,6 +79,7 @@ class DataConfig:
     validation_fraction: float = 0.05  # per source, by document, deterministic (training.seed)
     block_size: int = 128  # tokens per packed training block
     mixture_tokens: Optional[int] = None  # size of the weighted mixture; default: all tokens once
+    mlm_probability: float = 0.15  # task mlm: share of tokens masked (80% [MASK], 10% random, 10% kept)
     num_proc: Optional[int] = None  # processes for datasets.map
 
 
@@ -144,7 +145,7 @@ class AdapterConfig:
 
 @dataclass
 class Recipe:
-    task: Literal["clm", "sft"] = "clm"
+    task: Literal["clm", "sft", "mlm"] = "clm"
     description: str = ""
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -453,6 +454,9 @@ def _check_recipe(r: Recipe) -> None:
         if val and not Path(val).exists() and not looks_like_hub_id(val):
             hint = " (train it first: `make demo` or `hfkit train clm_pretrain`)" if val.startswith("runs/") else ""
             raise HfkitError(f"recipe key '{key}': no such {what} folder: {val}{hint}")
+    if (r.task == "mlm") != (r.model.architecture == "bert") and not r.model.name_or_path:
+        raise HfkitError(f"recipe key 'model.architecture'={r.model.architecture} does not fit task {r.task} "
+                         f"(mlm needs bert; clm/sft need gpt2 or llama)")
     if r.adapter.method not in ("full", "selective") and not r.model.name_or_path:
         raise HfkitError(f"adapter.method={r.adapter.method} needs a pretrained base: set model.name_or_path "
                          f"(a run folder such as runs/clm_pretrain, or a Hub id)")
@@ -470,7 +474,7 @@ def _check_recipe(r: Recipe) -> None:
                 f"recipe key 'sft.max_length'={r.sft.max_length} exceeds the model's maximum positions "
                 f"(model.max_position_embeddings={r.model.max_position_embeddings})"
             )
-        if r.task == "clm" and r.data.block_size > r.model.max_position_embeddings:
+        if r.task in ("clm", "mlm") and r.data.block_size > r.model.max_position_embeddings:
             raise HfkitError(
                 f"recipe key 'data.block_size'={r.data.block_size} exceeds the model's maximum positions "
                 f"(model.max_position_embeddings={r.model.max_position_embeddings})"

@@ -75,8 +75,10 @@ def recipe_tokenizer(recipe: Recipe, texts: Callable[[], Iterable[str]]):
         tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     else:
         tokenizer = train_tokenizer(texts(), tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase)
-    if tokenizer.eos_token is None:
+    if tokenizer.eos_token is None and not (recipe.task == "mlm" and tokenizer.sep_token is not None):
         raise HfkitError(f"tokenizer '{path}' has no eos_token, needed to separate documents")
+    if recipe.task == "mlm" and tokenizer.mask_token is None:
+        raise HfkitError(f"tokenizer '{path}' has no mask_token, needed for masked-LM training")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -129,9 +131,14 @@ def _check_positions(model, length: int, key: str) -> None:
 
 
 def _clm_job(recipe: Recipe, seed: int) -> Job:
+    """Causal LM (task clm) or masked LM (task mlm: BERT-style 80/10/10 masking by transformers'
+    DataCollatorForLanguageModeling) on packed blocks of the corpus."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, DataCollatorForLanguageModeling
+
+    mlm = recipe.task == "mlm"
     corpus = build_corpus(recipe.data, seed)
     tokenizer = recipe_tokenizer(recipe, _corpus_texts(corpus))
-    model = build_causal_lm(recipe.model, tokenizer)
+    model = build_causal_lm(recipe.model, tokenizer, AutoModelForMaskedLM if mlm else AutoModelForCausalLM)
     model, counts, row = _adapt(recipe, model, tokenizer, recipe.data.block_size, "data.block_size")
     data = prepare_clm_data(recipe, tokenizer, corpus, seed)
     data.stats["parameters"] = counts
@@ -139,7 +146,9 @@ def _clm_job(recipe: Recipe, seed: int) -> Job:
     overview = [row, ("train tokens", tp["tokens"]), ("train blocks", f"{tp['blocks']} x {tp['block_size']}"),
                 ("dropped (final partial block)", tp["dropped_tokens"]),
                 ("validation blocks", len(data.validation) if data.validation is not None else 0)]
-    return Job(model, tokenizer, data.train, data.validation, packed_lm_collator, data.stats, overview)
+    collator = (DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=recipe.data.mlm_probability)
+                if mlm else packed_lm_collator)
+    return Job(model, tokenizer, data.train, data.validation, collator, data.stats, overview)
 
 
 def _sft_job(recipe: Recipe, seed: int) -> Job:
@@ -198,7 +207,7 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
     seed = recipe.training.get("seed", TRAINING_DEFAULTS["seed"])
     set_seed(seed)
     t0 = time.time()
-    job = _clm_job(recipe, seed) if recipe.task == "clm" else _sft_job(recipe, seed)
+    job = _sft_job(recipe, seed) if recipe.task == "sft" else _clm_job(recipe, seed)
     args = training_arguments(recipe, job.validation is not None)
 
     out = Path(args.output_dir)

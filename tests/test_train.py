@@ -67,3 +67,34 @@ def test_continue_from_a_saved_model_uses_its_weights_and_tokenizer(tiny_run, tm
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(tmp_path / "cont").get_vocab() == AutoTokenizer.from_pretrained(run_dir).get_vocab()
+
+
+def test_masked_lm_task_trains_a_bert_from_config(tmp_path):
+    import hfkit
+    from conftest import TINY_MODEL
+
+    m = hfkit.train("clm_pretrain", TINY_MODEL + ["task=mlm", "model.architecture=bert", f"output_dir={tmp_path / 'mlm'}",
+                                                  "max_steps=150", "learning_rate=2e-3"], quiet=True)
+    assert m["eval_after"]["eval_loss"] < m["eval_before"]["eval_loss"] - 1.0
+    from transformers import AutoModelForMaskedLM
+
+    assert type(AutoModelForMaskedLM.from_pretrained(tmp_path / "mlm")).__name__ == "BertForMaskedLM"
+    from hfkit.errors import HfkitError
+    from hfkit.recipe import load_recipe
+
+    with pytest.raises(HfkitError, match="does not fit task mlm"):
+        load_recipe("clm_pretrain", ["task=mlm"])
+
+
+def test_minilm_recipe_runs_offline_by_hub_id(tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
+    import hfkit
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))  # empty cache: seeded from the package
+    m = hfkit.train("minilm_mlm", [f"output_dir={tmp_path / 'run'}", "max_steps=4", "eval_steps=100",
+                                   "per_device_train_batch_size=4", "data.validation_fraction=0.02"], quiet=True)
+    p = m["data"]["parameters"]
+    assert p["method"] == "selective" and 0 < p["trainable"] < p["total"] / 3  # 2 of 6 layers + head transform
+    assert (tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "refs" / "main").is_file()
+    assert m["eval_after"]["eval_loss"] < m["eval_before"]["eval_loss"]

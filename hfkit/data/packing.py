@@ -30,11 +30,17 @@ def _tokenize_batch(batch: dict, tokenizer, eos_id: int | None) -> dict:
     return {"input_ids": ids, "num_tokens": [len(x) for x in ids]}
 
 
+def document_separator(tokenizer) -> int:
+    """The token between packed documents: EOS (causal LMs), else SEP (BERT-style encoders)."""
+    sep = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if sep is None:
+        raise HfkitError("tokenizer has neither an eos_token nor a sep_token to separate packed documents")
+    return sep
+
+
 def tokenize_documents(ds: Dataset, tokenizer, num_proc: int | None = None, append_eos: bool = True) -> Dataset:
-    """Batched `map`: text -> input_ids (+ EOS after every document so documents stay separated)."""
-    eos = tokenizer.eos_token_id if append_eos else None
-    if append_eos and eos is None:
-        raise HfkitError("tokenizer has no eos_token: it is needed to separate packed documents")
+    """Batched `map`: text -> input_ids (+ EOS/SEP after every document so documents stay separated)."""
+    eos = document_separator(tokenizer) if append_eos else None
     return ds.map(_tokenize_batch, batched=True, fn_kwargs={"tokenizer": tokenizer, "eos_id": eos},
                   remove_columns=ds.column_names, features=_TOKENIZED, num_proc=num_proc, desc="tokenize")
 

@@ -89,6 +89,9 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     """`AutoTokenizer.from_pretrained` with a one-line error for a folder that is not a tokenizer."""
     from transformers import AutoTokenizer
 
+    from ..hub import ensure_cached
+
+    ensure_cached(path)
     try:
         return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as e:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedModel
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, BertConfig, GPT2Config, LlamaConfig,
+                          PretrainedConfig, PreTrainedModel)
 
 from ..errors import HfkitError
+from ..hub import ensure_cached
 from ..recipe import ModelConfig
 
 
@@ -26,6 +28,14 @@ def causal_lm_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
             resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
             tie_word_embeddings=cfg.tie_word_embeddings, **ids,
         )
+    elif cfg.architecture == "bert":
+        config = BertConfig(
+            vocab_size=vocab, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size or 4 * cfg.hidden_size,
+            max_position_embeddings=cfg.max_position_embeddings, hidden_dropout_prob=cfg.dropout,
+            attention_probs_dropout_prob=cfg.dropout, pad_token_id=ids["pad_token_id"],
+            tie_word_embeddings=cfg.tie_word_embeddings,
+        )
     else:
         # Llama's SwiGLU MLP: ~8/3 * hidden keeps the parameter count of a 4x GELU MLP; round to 64
         inter = cfg.intermediate_size or 64 * ((int(8 * cfg.hidden_size / 3) + 63) // 64)
@@ -45,19 +55,19 @@ def causal_lm_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
     return config
 
 
-def build_causal_lm(cfg: ModelConfig, tokenizer) -> PreTrainedModel:
-    """From scratch (`AutoModelForCausalLM.from_config`) or from `cfg.name_or_path`."""
+def build_causal_lm(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM) -> PreTrainedModel:
+    """From scratch (`Auto*.from_config`) or from `cfg.name_or_path` (causal LM, or masked LM for task mlm)."""
     kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
     if cfg.name_or_path:
         model = load_causal_lm(cfg.name_or_path, revision=cfg.revision,
-                               trust_remote_code=cfg.trust_remote_code, **kw)
+                               trust_remote_code=cfg.trust_remote_code, auto_class=auto_class, **kw)
         emb = model.get_input_embeddings().num_embeddings
         if len(tokenizer) > emb:
             raise HfkitError(
                 f"tokenizer has {len(tokenizer)} tokens but model '{cfg.name_or_path}' has only {emb} embeddings"
             )
         return model
-    return AutoModelForCausalLM.from_config(causal_lm_config(cfg, tokenizer), **kw)
+    return auto_class.from_config(causal_lm_config(cfg, tokenizer), **kw)
 
 
 def max_positions(config: PretrainedConfig) -> int | None:
@@ -68,8 +78,9 @@ def max_positions(config: PretrainedConfig) -> int | None:
     return None
 
 
-def load_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool = False, **kw) -> PreTrainedModel:
-    """`AutoModelForCausalLM.from_pretrained` with one-line errors for a folder that is no model."""
+def load_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool = False,
+                   auto_class=AutoModelForCausalLM, **kw) -> PreTrainedModel:
+    """`AutoModelForCausalLM.from_pretrained` (or `auto_class`) with one-line errors for a folder that is no model."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise HfkitError(f"model path '{path}' is a file; give the model folder (with config.json)")
@@ -80,8 +91,9 @@ def load_causal_lm(path: str, revision: str | None = None, trust_remote_code: bo
     if p.is_dir():
         path = str(p.resolve())  # so adapters trained on it record a base path that works from anywhere
     try:
+        ensure_cached(path)
         AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-        return AutoModelForCausalLM.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kw)
+        return auto_class.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kw)
     except HfkitError:
         raise
     except Exception as e:
@@ -110,3 +122,4 @@ def load_adapter_model(path: str, trust_remote_code: bool = False, **kw):
         raise HfkitError(f"cannot load adapter '{path}' on base '{base}': {str(e).splitlines()[0][:200]}") from None
     except (OSError, ValueError) as e:
         raise HfkitError(f"cannot load adapter '{path}' on base '{base}': {str(e).splitlines()[0][:200]}") from None
+
