@@ -34,10 +34,11 @@ def _one_step(model):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 @pytest.mark.parametrize("cfg", [
-    AdapterConfig(method="lora", r=4), AdapterConfig(method="ia3"), AdapterConfig(method="prompt_tuning"),
+    AdapterConfig(method="lora", r=4), AdapterConfig(method="lora", r=4, use_dora=True),
+    AdapterConfig(method="ia3"), AdapterConfig(method="prompt_tuning"),
     AdapterConfig(method="prefix_tuning", num_virtual_tokens=5),
     AdapterConfig(method="selective", trainable_last_layers=1), AdapterConfig(method="selective", trainable_patterns=["norm", "ln_f"]),
-], ids=["lora", "ia3", "prompt", "prefix", "last_layer", "patterns"])
+], ids=["lora", "dora", "ia3", "prompt", "prefix", "last_layer", "patterns"])
 def test_only_intended_parameters_train(arch, cfg):
     model, counts = apply_adapter(tiny(arch), cfg)
     if cfg.method == "lora":  # make B non-zero so A receives gradient too
@@ -190,3 +191,41 @@ def test_minilm_loads_by_hub_id_offline_and_embeds(tmp_path, monkeypatch):
 
     e = embed(["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today."])
     assert (e[0] @ e[1]) > (e[0] @ e[2]) + 0.3
+
+
+def test_ia3_merge_equals_adapter_outputs(tmp_path):
+    model, _ = apply_adapter(tiny("llama"), AdapterConfig(method="ia3"))
+    for n, p in model.named_parameters():
+        if "ia3_l" in n:
+            torch.nn.init.uniform_(p, 0.5, 1.5)
+    x = torch.randint(0, 120, (2, 12), generator=torch.Generator().manual_seed(3))
+    model.eval()
+    with torch.no_grad():
+        adapted = model(input_ids=x).logits
+        merged = model.merge_and_unload()(input_ids=x).logits
+    assert torch.allclose(adapted, merged, atol=1e-4)
+
+
+def test_adapter_loads_by_hub_id_from_the_cache(lora_run, tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
+    from hfkit.hub import import_to_cache
+    from hfkit.models import load_causal_lm
+
+    root, _ = lora_run
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    import_to_cache(root / "lora", "acme/tiny-lora", tmp_path / "hub")
+    from peft import AutoPeftModelForCausalLM
+
+    x = torch.randint(0, 300, (1, 10), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        by_id = AutoPeftModelForCausalLM.from_pretrained("acme/tiny-lora").eval()(input_ids=x).logits
+        by_path = load_causal_lm(str(root / "lora")).eval()(input_ids=x).logits
+    assert torch.equal(by_id, by_path)
+
+
+def test_hub_id_missing_offline_says_how_to_fix():
+    from hfkit.models import load_causal_lm
+
+    with pytest.raises(HfkitError, match=r"not in the local Hub cache and HF_HUB_OFFLINE=1.*hfkit hub import"):
+        load_causal_lm("nobody/no-such-model")
