@@ -211,9 +211,15 @@ def _emit(result: dict, as_json: bool, title: str) -> None:
 
 
 def _cmd_data(args) -> int:
+    from .errors import HfkitError
+    from .recipe import load_recipe
     from .runner import prepare_data
 
-    stats = prepare_data(args.recipe, args.overrides)[1].stats
+    recipe = load_recipe(args.recipe, args.overrides)
+    if recipe.task == "sft":
+        raise HfkitError("hfkit data report covers clm/mlm recipes; an sft run prints its data report "
+                         "(examples, trained tokens, truncation drops) when `hfkit train` starts")
+    stats = prepare_data(recipe)[1].stats
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from .errors import HfkitError
+from .recipe import looks_like_hub_id
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -195,9 +196,3 @@ def push(run_dir: str, repo_id: str, private: bool = False, revision: str | None
         raise HfkitError(f"push to '{repo_id}' failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     return {"repo_id": repo_id, "revision": revision or "main", "url": str(url), "commit": commit.oid,
             "files": listing}
-
-
-def looks_like_hub_id(s: str) -> bool:
-    from .recipe import looks_like_hub_id as check
-
-    return check(s)
