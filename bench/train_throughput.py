@@ -53,7 +53,7 @@ def main() -> None:
     import numpy as np
 
     import hfkit
-    from hfkit.models import build_causal_lm
+    from hfkit.models import build_model
     from hfkit.recipe import load_recipe
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,11 +70,11 @@ def main() -> None:
               f"batch {bs} x {recipe.data.block_size} tokens, {args.steps} steps, {torch.get_num_threads()} threads")
 
         torch.manual_seed(0)
-        hand1 = hand_loop(build_causal_lm(recipe.model, tok), blocks, args.steps, bs, lr, wd)
+        hand1 = hand_loop(build_model(recipe.model, tok), blocks, args.steps, bs, lr, wd)
         metrics = hfkit.train(recipe, quiet=True)
         hf = metrics["train"]["train_runtime"]
         torch.manual_seed(0)
-        hand2 = hand_loop(build_causal_lm(recipe.model, tok), blocks, args.steps, bs, lr, wd)
+        hand2 = hand_loop(build_model(recipe.model, tok), blocks, args.steps, bs, lr, wd)
     hand = (hand1 + hand2) / 2
     print(f"hand-written loop: {tokens / hand:,.0f} tokens/s  ({hand1:.1f}s, {hand2:.1f}s)")
     print(f"hfkit train:       {tokens / hf:,.0f} tokens/s  ({hf:.1f}s, Trainer.train runtime)")

@@ -138,12 +138,12 @@ def merge_adapter(run_dir: str, output: str | None = None) -> dict:
     from pathlib import Path
 
     from .data.tokenizer import load_tokenizer
-    from .models import load_causal_lm
+    from .models import load_model
 
     run = Path(run_dir)
     if not (run / "adapter_config.json").is_file():
         raise HfkitError(f"'{run_dir}' holds no adapter (adapter_config.json): nothing to merge")
-    model = load_causal_lm(str(run))
+    model = load_model(str(run))
     kind = model.peft_config["default"].peft_type.value.lower()
     if kind not in ("lora", "ia3"):
         raise HfkitError(f"a {kind} adapter adds virtual tokens and cannot be merged into the weights; "

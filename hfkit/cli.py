@@ -310,9 +310,9 @@ def _cmd_tokenizer(args) -> int:
 
 def _load_model_and_tokenizer(path: str):
     from .data.tokenizer import load_tokenizer
-    from .models import load_causal_lm
+    from .models import load_model
 
-    model = load_causal_lm(path)
+    model = load_model(path)
     return model, load_tokenizer(path)
 
 

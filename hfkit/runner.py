@@ -22,7 +22,7 @@ from .errors import HfkitError
 from .evaluation.generation import generate
 from .evaluation.report import plot_loss, print_table
 from .io import atomic_write_text, write_json
-from .models import build_causal_lm, max_positions
+from .models import build_model, max_positions
 from .objectives.clm import CausalLMTrainer, prepare_clm_data
 from .recipe import Recipe, load_recipe
 
@@ -138,7 +138,7 @@ def _clm_job(recipe: Recipe, seed: int) -> Job:
     mlm = recipe.task == "mlm"
     corpus = build_corpus(recipe.data, seed)
     tokenizer = recipe_tokenizer(recipe, _corpus_texts(corpus))
-    model = build_causal_lm(recipe.model, tokenizer, AutoModelForMaskedLM if mlm else AutoModelForCausalLM)
+    model = build_model(recipe.model, tokenizer, AutoModelForMaskedLM if mlm else AutoModelForCausalLM)
     model, counts, row = _adapt(recipe, model, tokenizer, recipe.data.block_size, "data.block_size")
     data = prepare_clm_data(recipe, tokenizer, corpus, seed)
     data.stats["parameters"] = counts
@@ -168,7 +168,7 @@ def _sft_job(recipe: Recipe, seed: int) -> Job:
                         yield from (m["content"] for m in v)
 
     tokenizer = recipe_tokenizer(recipe, texts)
-    model = build_causal_lm(recipe.model, tokenizer)
+    model = build_model(recipe.model, tokenizer)
     if cfg.format == "chat" or cfg.chat_template:
         sft.setup_chat_template(tokenizer, model, cfg)
     model, counts, row = _adapt(recipe, model, tokenizer, cfg.max_length, "sft.max_length")

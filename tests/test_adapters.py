@@ -99,7 +99,7 @@ def lora_run(tmp_path_factory):
 def test_adapter_run_saves_only_the_adapter_and_reloads_identically(lora_run):
     from peft import AutoPeftModelForCausalLM
 
-    from hfkit.models import load_causal_lm
+    from hfkit.models import load_model
 
     root, metrics = lora_run
     run = root / "lora"
@@ -109,7 +109,7 @@ def test_adapter_run_saves_only_the_adapter_and_reloads_identically(lora_run):
     assert metrics["eval_after"]["eval_loss"] < metrics["eval_before"]["eval_loss"]
     x = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(0))
     a = AutoPeftModelForCausalLM.from_pretrained(run).eval()
-    b = load_causal_lm(str(run)).eval()
+    b = load_model(str(run)).eval()
     with torch.no_grad():
         la, lb = a(input_ids=x).logits, b(input_ids=x).logits
         base = AutoModelForCausalLM.from_pretrained(root / "base").eval()(input_ids=x).logits
@@ -119,7 +119,7 @@ def test_adapter_run_saves_only_the_adapter_and_reloads_identically(lora_run):
 
 def test_merge_equals_adapter_outputs(lora_run, capsys):
     from hfkit.cli import main
-    from hfkit.models import load_causal_lm
+    from hfkit.models import load_model
 
     root, _ = lora_run
     assert main(["merge", str(root / "lora"), "--output", str(root / "merged"), "--json"]) == 0
@@ -128,7 +128,7 @@ def test_merge_equals_adapter_outputs(lora_run, capsys):
     assert not (root / "merged" / "adapter_config.json").exists()
     x = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        adapter = load_causal_lm(str(root / "lora")).eval()(input_ids=x).logits
+        adapter = load_model(str(root / "lora")).eval()(input_ids=x).logits
         merged = AutoModelForCausalLM.from_pretrained(root / "merged").eval()(input_ids=x).logits
     assert torch.allclose(adapter, merged, atol=1e-4)
     with pytest.raises(HfkitError, match="holds no adapter"):
@@ -139,7 +139,7 @@ def test_adapter_on_a_mismatched_base_is_refused(lora_run, tmp_path):
     import hfkit
     from conftest import TINY_MODEL
 
-    from hfkit.models import load_causal_lm
+    from hfkit.models import load_model
 
     root, _ = lora_run
     other = tmp_path / "other"
@@ -151,7 +151,7 @@ def test_adapter_on_a_mismatched_base_is_refused(lora_run, tmp_path):
     cfg["base_model_name_or_path"] = str(other)
     (tmp_path / "moved" / "adapter_config.json").write_text(json.dumps(cfg))
     with pytest.raises(HfkitError, match="does not fit its base model"):
-        load_causal_lm(str(tmp_path / "moved"))
+        load_model(str(tmp_path / "moved"))
 
 
 def test_adapter_methods_need_a_pretrained_base_and_known_names():
@@ -210,7 +210,7 @@ def test_adapter_loads_by_hub_id_from_the_cache(lora_run, tmp_path, monkeypatch)
     import huggingface_hub.constants as c
 
     from hfkit.hub import import_to_cache
-    from hfkit.models import load_causal_lm
+    from hfkit.models import load_model
 
     root, _ = lora_run
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -220,12 +220,12 @@ def test_adapter_loads_by_hub_id_from_the_cache(lora_run, tmp_path, monkeypatch)
     x = torch.randint(0, 300, (1, 10), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         by_id = AutoPeftModelForCausalLM.from_pretrained("acme/tiny-lora").eval()(input_ids=x).logits
-        by_path = load_causal_lm(str(root / "lora")).eval()(input_ids=x).logits
+        by_path = load_model(str(root / "lora")).eval()(input_ids=x).logits
     assert torch.equal(by_id, by_path)
 
 
 def test_hub_id_missing_offline_says_how_to_fix():
-    from hfkit.models import load_causal_lm
+    from hfkit.models import load_model
 
     with pytest.raises(HfkitError, match=r"not in the local Hub cache and HF_HUB_OFFLINE=1.*hfkit hub import"):
-        load_causal_lm("nobody/no-such-model")
+        load_model("nobody/no-such-model")

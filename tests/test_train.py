@@ -32,11 +32,11 @@ def test_tiny_clm_learns_and_run_folder_is_complete(tiny_run):
 
 def test_llama_preset_builds_from_config():
     from hfkit.data.tokenizer import train_tokenizer
-    from hfkit.models import build_causal_lm
+    from hfkit.models import build_model
     from hfkit.recipe import ModelConfig
 
     tok = train_tokenizer(["some text here"] * 10, "char", 60)
-    model = build_causal_lm(ModelConfig(architecture="llama", hidden_size=48, num_layers=2, num_heads=4,
+    model = build_model(ModelConfig(architecture="llama", hidden_size=48, num_layers=2, num_heads=4,
                                         num_kv_heads=2), tok)
     assert type(model).__name__ == "LlamaForCausalLM"
     assert model.config.vocab_size == len(tok) and model.config.num_key_value_heads == 2
@@ -47,12 +47,12 @@ def test_llama_preset_builds_from_config():
 def test_vocab_larger_than_model_is_rejected():
     from hfkit.data.tokenizer import train_tokenizer
     from hfkit.errors import HfkitError
-    from hfkit.models import build_causal_lm
+    from hfkit.models import build_model
     from hfkit.recipe import ModelConfig
 
     tok = train_tokenizer(["some text here"] * 10, "char", 60)
     with pytest.raises(HfkitError, match="smaller than the tokenizer's vocabulary"):
-        build_causal_lm(ModelConfig(vocab_size=5), tok)
+        build_model(ModelConfig(vocab_size=5), tok)
 
 
 def test_continue_from_a_saved_model_uses_its_weights_and_tokenizer(tiny_run, tmp_path):

@@ -11,8 +11,8 @@ from ..hub import ensure_cached
 from ..recipe import ModelConfig
 
 
-def causal_lm_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
-    """A GPT-2 or Llama config sized by the recipe, with the tokenizer's vocabulary and special ids."""
+def model_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
+    """A GPT-2, Llama or BERT config sized by the recipe, with the tokenizer's vocabulary and special ids."""
     vocab = cfg.vocab_size or len(tokenizer)
     if vocab < len(tokenizer):
         raise HfkitError(
@@ -55,11 +55,11 @@ def causal_lm_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
     return config
 
 
-def build_causal_lm(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM) -> PreTrainedModel:
+def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM) -> PreTrainedModel:
     """From scratch (`Auto*.from_config`) or from `cfg.name_or_path` (causal LM, or masked LM for task mlm)."""
     kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
     if cfg.name_or_path:
-        model = load_causal_lm(cfg.name_or_path, revision=cfg.revision,
+        model = load_model(cfg.name_or_path, revision=cfg.revision,
                                trust_remote_code=cfg.trust_remote_code, auto_class=auto_class, **kw)
         emb = model.get_input_embeddings().num_embeddings
         if len(tokenizer) > emb:
@@ -67,7 +67,7 @@ def build_causal_lm(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM
                 f"tokenizer has {len(tokenizer)} tokens but model '{cfg.name_or_path}' has only {emb} embeddings"
             )
         return model
-    return auto_class.from_config(causal_lm_config(cfg, tokenizer), **kw)
+    return auto_class.from_config(model_config(cfg, tokenizer), **kw)
 
 
 def max_positions(config: PretrainedConfig) -> int | None:
@@ -78,7 +78,7 @@ def max_positions(config: PretrainedConfig) -> int | None:
     return None
 
 
-def load_causal_lm(path: str, revision: str | None = None, trust_remote_code: bool = False,
+def load_model(path: str, revision: str | None = None, trust_remote_code: bool = False,
                    auto_class=AutoModelForCausalLM, **kw) -> PreTrainedModel:
     """`AutoModelForCausalLM.from_pretrained` (or `auto_class`) with one-line errors for a folder that is no model."""
     p = Path(path)
