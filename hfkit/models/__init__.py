@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, BertConfig, GPT2Config, LlamaConfig,
+from transformers import (AutoConfig, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig,
                           PretrainedConfig, PreTrainedModel)
 
 from ..errors import HfkitError
