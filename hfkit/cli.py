@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--output", default=None, help="where to save (default: RUN/merged)")
     mg.add_argument("--json", action="store_true")
 
+    dr = sub.add_parser("doctor", help="versions, devices, offline state, caches, whether a Hub token is set")
+    dr.add_argument("--json", action="store_true")
+
     c = sub.add_parser("chat", help="talk with a tuned model in the terminal (streams tokens)")
     c.add_argument("model", help="run folder or model folder / Hub id")
     c.add_argument("--system", default=None, help="system prompt")
@@ -137,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hfkit: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        from .runner import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(f"hfkit: {e}", file=sys.stderr)
+            return e.code
+        raise
 
 
 def _dispatch(args) -> int:
@@ -164,6 +174,9 @@ def _dispatch(args) -> int:
         return _cmd_data(args) if args.action == "report" else _cmd_gettext(args)
     if args.command == "chat":
         return _cmd_chat(args)
+    if args.command == "doctor":
+        _emit(doctor(), args.json, "hfkit doctor")
+        return 0
     if args.command == "hub":
         from . import hub as h
 
@@ -234,6 +247,34 @@ def _cmd_data(args) -> int:
     rows += [("train blocks", f"{tp['blocks']:,} x {tp['block_size']} ({tp['dropped_tokens']} tokens dropped)")]
     print_table("hfkit data", rows)
     return 0
+
+
+def doctor() -> dict:
+    """What a bug report needs: the stack's versions, devices, offline state, caches; the Hub token's
+    presence (never its value)."""
+    import importlib.metadata as md
+    import platform
+
+    import torch
+    from huggingface_hub import constants, get_token
+
+    info: dict = {"hfkit": md.version("hfkit"), "python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("torch", "transformers", "datasets", "tokenizers", "accelerate", "peft", "huggingface_hub",
+                "safetensors", "sacrebleu", "trl"):
+        try:
+            info[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            info[pkg] = "not installed"
+    info["cpu_threads"] = torch.get_num_threads()
+    info["cuda"] = torch.cuda.is_available() and ", ".join(
+        torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "no"
+    info["mps"] = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    info["hub_offline"] = bool(constants.HF_HUB_OFFLINE)
+    info["hub_endpoint"] = constants.ENDPOINT
+    info["hub_cache"] = str(constants.HF_HUB_CACHE)
+    info["datasets_cache"] = os.environ.get("HF_DATASETS_CACHE") or os.path.join(constants.HF_HOME, "datasets")
+    info["hub_token"] = "present" if get_token() else "absent"
+    return info
 
 
 def _cmd_gettext(args) -> int:

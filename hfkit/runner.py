@@ -40,6 +40,34 @@ TRAINING_DEFAULTS = {
 }
 
 
+class GracefulStop(TrainerCallback):
+    """SIGTERM/SIGINT during training: finish the current step, save a checkpoint, stop."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def handle(self, signum, frame):
+        if self.signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.signal is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def latest_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint-N that Trainer finished writing (trainer_state.json is its last file)."""
+    found = []
+    for d in output_dir.glob("checkpoint-*"):
+        step = d.name.split("-", 1)[1]
+        if d.is_dir() and step.isdigit() and (d / "trainer_state.json").is_file():
+            found.append((int(step), d))
+    return max(found)[1] if found else None
+
+
 class JsonlLogger(TrainerCallback):
     """Append every Trainer log (loss, lr, grad norm, eval metrics) as one JSON line per event."""
 
@@ -200,6 +228,14 @@ def _sft_job(recipe: Recipe, seed: int) -> Job:
                generation_metrics if has_gen_eval else None, gen_kw)
 
 
+class Interrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint; `code` is the exit status to use."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
 def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
     """Run a training recipe; returns its metrics (also written to `output_dir/metrics.json`)."""
     if not isinstance(recipe, Recipe):
@@ -223,13 +259,21 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
 
 def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float, quiet: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    resume = args.resume_from_checkpoint
+    if resume == "auto":  # the newest complete checkpoint in output_dir, or a fresh start
+        found = latest_complete_checkpoint(out)
+        resume = str(found) if found else None
+        if not quiet:
+            print(f"resume_from_checkpoint=auto: {'resuming from ' + resume if resume else 'no checkpoint, starting fresh'}")
     log_path = out / "log.jsonl"
-    log_path.unlink(missing_ok=True)
+    if not resume:
+        log_path.unlink(missing_ok=True)
     atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
     model, tokenizer = job.model, job.tokenizer
+    stopper = GracefulStop()
     trainer = CausalLMTrainer(model=model, args=args, train_dataset=job.train, eval_dataset=job.validation,
                               data_collator=job.collator, processing_class=tokenizer,
-                              callbacks=[JsonlLogger(log_path)])
+                              callbacks=[JsonlLogger(log_path), stopper])
     n_params = sum(p.numel() for p in model.parameters())
     main_process = trainer.is_world_process_zero()
     if not quiet and main_process:
@@ -244,7 +288,22 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
         metrics["eval_before"] = trainer.evaluate(metric_key_prefix="eval")
     if job.generation_metrics:
         metrics["generation_before"] = job.generation_metrics(model)
-    train_out = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    import signal
+    import threading
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, stopper.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        train_out = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+    if stopper.signal is not None:
+        step = trainer.state.global_step
+        raise Interrupted(f"interrupted by {signal.Signals(stopper.signal).name} at step {step}: checkpoint saved in "
+                          f"{out / f'checkpoint-{step}'}; continue with resume_from_checkpoint=auto",
+                          128 + stopper.signal)
     metrics["train"] = train_out.metrics
     if job.validation is not None:
         metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")

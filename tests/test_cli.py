@@ -122,3 +122,15 @@ def test_tokenizer_train_command(tmp_path, capsys):
 
     tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
     assert tok.mask_token == "<mask>" and len(tok) == 600
+
+
+def test_doctor_reports_the_stack_but_never_the_token(monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_doctor_SECRET_value")
+    rc, out, err = run(["doctor", "--json"], capsys)
+    info = json.loads(out)
+    assert rc == 0 and info["hub_token"] == "present" and "hf_doctor_SECRET_value" not in out + err
+    import transformers
+
+    assert info["transformers"] == transformers.__version__ and info["hub_offline"] is True
+    monkeypatch.delenv("HF_TOKEN")
+    assert json.loads(run(["doctor", "--json"], capsys)[1])["hub_token"] == "absent"

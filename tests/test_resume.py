@@ -1,0 +1,61 @@
+"""Exact resume, `resume_from_checkpoint=auto`, and clean interruption by a signal."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from safetensors.torch import load_file
+
+from conftest import TINY_MODEL
+
+BASE = [o for o in TINY_MODEL if not o.startswith("save_strategy=")]
+RUN = BASE + ["save_strategy=steps", "save_steps=15", "save_total_limit=5"]
+
+
+def test_resume_auto_is_bit_exact_and_skips_incomplete_checkpoints(tmp_path):
+    import hfkit
+    from hfkit.runner import latest_complete_checkpoint
+
+    full = tmp_path / "full"
+    hfkit.train("clm_pretrain", RUN + [f"output_dir={full}", "max_steps=30"], quiet=True)
+    # a run killed after step 15: its folder holds checkpoint-15 only, plus a half-written checkpoint-20
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copytree(full / "checkpoint-15", part / "checkpoint-15")
+    (part / "checkpoint-20").mkdir()
+    shutil.copy(full / "checkpoint-15" / "model.safetensors", part / "checkpoint-20" / "model.safetensors")
+    assert latest_complete_checkpoint(part).name == "checkpoint-15"
+    m = hfkit.train("clm_pretrain", RUN + [f"output_dir={part}", "max_steps=30", "resume_from_checkpoint=auto"],
+                    quiet=True)
+    steps = [r["step"] for r in map(json.loads, (part / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert steps and min(steps) > 15  # it resumed: steps 1-15 were not trained again
+    a, b = load_file(full / "model.safetensors"), load_file(part / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)  # bit-exact
+    assert m["train"]["train_loss"] > 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert latest_complete_checkpoint(empty) is None  # auto then starts fresh
+
+
+def test_sigterm_saves_a_loadable_checkpoint_and_exits(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hfkit", "train", "clm_pretrain", *TINY_MODEL, "max_steps=100000", f"output_dir={out}"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "interrupted by SIGTERM at step" in stderr and "resume_from_checkpoint=auto" in stderr
+    from hfkit.runner import latest_complete_checkpoint
+
+    ck = latest_complete_checkpoint(out)
+    assert ck is not None
+    state = json.loads((ck / "trainer_state.json").read_text())
+    assert state["global_step"] == int(ck.name.split("-")[1]) > 0
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(ck)  # loadable
