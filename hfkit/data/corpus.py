@@ -69,6 +69,26 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def split_by_source(ds: Dataset, labels: list[str], fraction: float, seed: int,
+                    what: str = "documents") -> tuple[dict[str, Dataset], Dataset, dict[str, dict]]:
+    """Per source (column `_src` = index into `labels`): a deterministic train/validation split.
+
+    Returns the train part of each source, all validation parts together, and the counts."""
+    src_col = np.asarray(ds["_src"])
+    train, val_parts, counts = {}, [], {}
+    with quiet_datasets():
+        for i, label in enumerate(labels):
+            idx = np.flatnonzero(src_col == i)
+            if len(idx) == 0:
+                raise HfkitError(f"data.sources.{i} ({label}): no {what} left after filtering and dedup")
+            tr, va = split_indices(len(idx), fraction, seed + i)
+            train[label] = ds.select(idx[tr]).remove_columns("_src")
+            val_parts.append(ds.select(idx[va]).remove_columns("_src"))
+            counts[label] = {"total": int(len(idx)), "train": int(len(tr)), "validation": int(len(va))}
+        validation = concatenate_datasets(val_parts)
+    return train, validation, counts
+
+
 @dataclass
 class Corpus:
     train: dict[str, Dataset]  # per source label, text only
@@ -100,19 +120,9 @@ def build_corpus(cfg: DataConfig, seed: int) -> Corpus:
             f"data: no documents left after filtering ({loaded} loaded, {n_filtered} outside "
             f"min_chars={cfg.min_chars}/max_chars={cfg.max_chars}, {n_dup} duplicates)"
         )
-    src_col = np.asarray(deduped["_src"])
-    train, val_parts, per_source = {}, [], {}
-    with quiet_datasets():
-        for i, label in enumerate(labels):
-            idx = np.flatnonzero(src_col == i)
-            if len(idx) == 0:
-                raise HfkitError(f"data.sources.{i} ({label}): no documents left after filtering and dedup")
-            tr, va = split_indices(len(idx), cfg.validation_fraction, seed + i)
-            train[label] = deduped.select(idx[tr]).remove_columns("_src")
-            val_parts.append(deduped.select(idx[va]).remove_columns("_src"))
-            per_source[label] = {"documents": int(len(idx)), "train_documents": int(len(tr)),
-                                 "validation_documents": int(len(va))}
-        validation = concatenate_datasets(val_parts)
+    train, validation, counts = split_by_source(deduped, labels, cfg.validation_fraction, seed, "documents")
+    per_source = {k: {"documents": c["total"], "train_documents": c["train"], "validation_documents": c["validation"]}
+                  for k, c in counts.items()}
     stats = {"documents_loaded": loaded, "removed_by_length": n_filtered, "removed_duplicates": n_dup,
              "dedup": cfg.dedup, "sources": per_source}
     return Corpus(train, validation, dict(zip(labels, cfg.sources)), stats)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
-from ..data.corpus import deduplicate, sample_mixture, split_indices
+from ..data.corpus import deduplicate, sample_mixture, split_by_source
 from ..data.sources import load_records, quiet_datasets, source_label, source_where
 from ..data.templates import CHATML_TEMPLATE, CHATML_TOKENS, Template, builtin_templates, check_chat, choose_template
 from ..errors import HfkitError
@@ -220,16 +219,10 @@ def load_sft_records(recipe: Recipe, seed: int) -> tuple[dict[str, Dataset], Dat
     validate_records(everything, cfg, templates, seed)
     if len(deduped) == 0:
         raise HfkitError("data: no records")
-    src_col = np.asarray(deduped["_src"])
-    train, val_parts, per_source = {}, [], {}
-    with quiet_datasets():
-        for i, label in enumerate(labels):
-            idx = np.flatnonzero(src_col == i)
-            tr, va = split_indices(len(idx), data.validation_fraction, seed + i)
-            train[label] = deduped.select(idx[tr])
-            val_parts.append(deduped.select(idx[va]))
-            per_source[label] = {"records": int(len(idx)), "train": int(len(tr)), "validation": int(len(va))}
-        validation = concatenate_datasets(val_parts) if sum(len(v) for v in val_parts) else None
+    train, validation, counts = split_by_source(deduped, labels, data.validation_fraction, seed, "records")
+    per_source = {k: {"records": c["total"], "train": c["train"], "validation": c["validation"]}
+                  for k, c in counts.items()}
+    validation = validation if len(validation) else None
     return train, validation, {"removed_duplicates": n_dup, "sources": per_source}
 
 
