@@ -166,8 +166,12 @@ def _dispatch(args) -> int:
     if args.command == "train":
         from .runner import train
 
-        metrics = train(args.recipe, args.overrides, quiet=args.json)
-        if args.json:
+        import contextlib
+
+        # with --json, stdout carries only the JSON: Trainer's log lines and bars go to stderr
+        with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+            metrics = train(args.recipe, args.overrides, quiet=args.json)
+        if args.json and int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
             print(json.dumps(metrics, indent=2, default=str))
         return 0
     if args.command == "data":
@@ -212,6 +216,26 @@ def _dispatch(args) -> int:
     if args.command == "generate":
         return _cmd_generate(args)
     return 2
+
+
+def _stdout_to_stderr():
+    """Send everything written to stdout — Python's and native libraries' (fd 1) — to stderr."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def redirect():
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+    return redirect()
 
 
 def _emit(result: dict, as_json: bool, title: str) -> None:

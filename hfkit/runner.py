@@ -283,7 +283,7 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
             *((f"source {k}", f"{v['share']:.1%} of mixture, {v['effective_epochs']:.2f} epochs")
               for k, v in job.stats["mixture"].items()),
         ])
-    metrics: dict = {"parameters": n_params, "data": job.stats}
+    metrics: dict = {"parameters": n_params, "world_size": args.world_size, "data": job.stats}
     if job.validation is not None:
         metrics["eval_before"] = trainer.evaluate(metric_key_prefix="eval")
     if job.generation_metrics:

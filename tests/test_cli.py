@@ -134,3 +134,14 @@ def test_doctor_reports_the_stack_but_never_the_token(monkeypatch, capsys):
     assert info["transformers"] == transformers.__version__ and info["hub_offline"] is True
     monkeypatch.delenv("HF_TOKEN")
     assert json.loads(run(["doctor", "--json"], capsys)[1])["hub_token"] == "absent"
+
+
+def test_train_json_stdout_is_only_json(tmp_path):
+    from conftest import TINY_MODEL
+
+    p = subprocess.run([sys.executable, "-m", "hfkit", "train", "clm_pretrain", *TINY_MODEL, "max_steps=5",
+                        f"output_dir={tmp_path / 'run'}", "--json"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    m = json.loads(p.stdout)  # Trainer's log lines and native progress output went to stderr
+    assert m["world_size"] == 1 and m["train"]["train_loss"] > 0
+    assert "'loss'" in p.stderr or "train_runtime" in p.stderr
