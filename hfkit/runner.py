@@ -83,7 +83,10 @@ class JsonlLogger(TrainerCallback):
 def training_arguments(recipe: Recipe, has_validation: bool) -> TrainingArguments:
     import torch
 
-    kw = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(), **recipe.training}
+    # use_cpu on a machine without GPUs: also what makes torchrun/accelerate start a real multi-process
+    # (gloo) run there instead of N independent single-process runs
+    kw = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(),
+          "use_cpu": not torch.cuda.is_available(), **recipe.training}
     if not has_validation and "eval_strategy" not in recipe.training:
         kw["eval_strategy"] = "no"
     if recipe.task == "sft" and recipe.sft.packing == "padded" and "train_sampling_strategy" not in recipe.training:
