@@ -10,7 +10,7 @@ from ..errors import HfkitError
 from .perplexity import doc_start_token_id
 
 
-def generation_config(model: PreTrainedModel, tokenizer, max_new_tokens: int = 40, do_sample: bool = False,
+def generation_config(tokenizer, max_new_tokens: int = 40, do_sample: bool = False,
                       temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                       num_beams: int = 1, num_return_sequences: int = 1,
                       repetition_penalty: float | None = None) -> GenerationConfig:
@@ -45,7 +45,7 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
         return []
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    gen_cfg = generation_config(model, tokenizer, **settings)
+    gen_cfg = generation_config(tokenizer, **settings)
     if stop_token_ids:
         gen_cfg.eos_token_id = list(stop_token_ids)
     if seed is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import (AutoConfig, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig,
+from transformers import (AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig,
                           PretrainedConfig, PreTrainedModel)
 
 from ..errors import HfkitError
@@ -92,7 +92,6 @@ def load_model(path: str, revision: str | None = None, trust_remote_code: bool =
         path = str(p.resolve())  # so adapters trained on it record a base path that works from anywhere
     try:
         ensure_cached(path)
-        AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
         return auto_class.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kw)
     except HfkitError:
         raise

@@ -7,7 +7,7 @@ attention never crosses examples) and padded, length-grouped batches.
 """
 from __future__ import annotations
 
-import logging
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +20,6 @@ from ..data.templates import CHATML_TEMPLATE, CHATML_TOKENS, Template, builtin_t
 from ..errors import HfkitError
 from ..recipe import Recipe, SftConfig
 
-log = logging.getLogger("hfkit")
 
 REQUIRED = {"instruction": ("instruction", "output"), "prompt_completion": ("prompt", "completion"),
             "chat": ("messages",)}
@@ -250,9 +249,8 @@ def prepare_sft_data(recipe: Recipe, tokenizer, train_records: dict[str, Dataset
         dropped += d
         validation = validation.remove_columns("num_tokens") if len(validation) else None
     if dropped:
-        log.warning("hfkit: %d records dropped: their prompt leaves no room for an answer within "
-                    "sft.max_length=%d", dropped, cfg.max_length)
-        print(f"warning: {dropped} records dropped: prompt fills sft.max_length={cfg.max_length}, no answer left")
+        print(f"warning: {dropped} records dropped: prompt fills sft.max_length={cfg.max_length}, no answer left",
+              file=sys.stderr)
     trained = sum(sum(1 for x in lab if x != -100) for lab in mixture["labels"])
     stats = {**stats, "mixture": report, "dropped_by_truncation": dropped, "train_examples": len(mixture),
              "train_tokens": int(sum(mixture["num_tokens"])), "trained_tokens": int(trained)}
