@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("recipe", help="recipe YAML file or shipped recipe name")
     t.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. max_steps=100")
     t.add_argument("--json", action="store_true", help="print the run's metrics as JSON")
+    t.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="launch N processes with accelerate (DDP over GPUs; gloo over CPU cores without GPUs)")
+    t.add_argument("--accelerate-config", default=None, metavar="NAME|FILE",
+                   help="accelerate config: a file, or a shipped one: " + ", ".join(_shipped_configs()))
+    t.add_argument("--machine-rank", type=int, default=None, help="this machine's rank (multi-node configs)")
 
     r = sub.add_parser("recipes", help="list the shipped recipes")
     r.add_argument("--json", action="store_true")
@@ -132,7 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import HfkitError
 
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # overrides after an option (`train R --num-processes 2 max_steps=5`) are still overrides
+            if hasattr(args, "overrides") and not any(a.startswith("-") for a in extra):
+                args.overrides = [*args.overrides, *extra]
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _dispatch(args)
     except (HfkitError, _UsageError) as e:
         print(f"hfkit: error: {e}", file=sys.stderr)
@@ -163,6 +174,9 @@ def _dispatch(args) -> int:
             for name, desc in recipes.items():
                 print(f"{name:<{width}}  {desc}")
         return 0
+    if (args.command == "train" and (args.num_processes is not None or args.accelerate_config)
+            and "LOCAL_RANK" not in os.environ):  # not already inside a launched process
+        return _launch(args)
     if args.command == "train":
         from .runner import train
 
@@ -216,6 +230,69 @@ def _dispatch(args) -> int:
     if args.command == "generate":
         return _cmd_generate(args)
     return 2
+
+
+CONFIG_DIR = Path(__file__).parent / "configs" / "accelerate"
+
+
+def _shipped_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def accelerate_config_path(name: str) -> Path:
+    """A shipped accelerate config by name (ddp, fsdp, ...), or a config file's path."""
+    from .errors import HfkitError
+
+    path = Path(name)
+    if not path.is_file() and (CONFIG_DIR / f"{name}.yaml").is_file():
+        path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise HfkitError(f"--accelerate-config: no such file or shipped config: {name} "
+                         f"(shipped: {', '.join(_shipped_configs())})")
+    return path
+
+
+def launch_command(args) -> list[str]:
+    """`accelerate launch ... -m hfkit train RECIPE OVERRIDES` for `hfkit train --num-processes N`."""
+    import socket
+
+    from .errors import HfkitError
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if args.accelerate_config:
+        cmd += ["--config_file", str(accelerate_config_path(args.accelerate_config))]
+    if args.num_processes is not None:
+        if args.num_processes < 1:
+            raise HfkitError(f"--num-processes must be at least 1, got {args.num_processes}")
+        cmd += ["--num_processes", str(args.num_processes)]
+    if args.machine_rank is not None:
+        cmd += ["--machine_rank", str(args.machine_rank)]
+    if not args.accelerate_config:
+        # accelerate's multi-GPU path is torch's elastic launcher: DDP on GPUs, gloo on CPU cores
+        # (its --cpu path would start one process here: it wants mpirun for several)
+        with socket.socket() as sock:  # a free port, so that runs side by side do not collide
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        # mixed precision "no" here: the recipe's training.bf16/fp16 decides (TrainingArguments wins)
+        cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", str(port)]
+        if args.num_processes == 1:
+            cmd.remove("--multi_gpu")
+    cmd += ["-m", "hfkit", "train", args.recipe, *args.overrides] + (["--json"] if args.json else [])
+    return cmd
+
+
+def _launch(args) -> int:
+    """Validate the recipe once here (one clear error, not one per process), then hand over to accelerate."""
+    import subprocess
+
+    from .recipe import load_recipe
+
+    load_recipe(args.recipe, args.overrides)
+    cmd = launch_command(args)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.num_processes or 1))))
+    return subprocess.call(cmd, env=env)
 
 
 def _stdout_to_stderr():

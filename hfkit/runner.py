@@ -36,6 +36,7 @@ TRAINING_DEFAULTS = {
     "save_steps": 500,
     "save_total_limit": 2,
     "seed": 42,
+    "ddp_find_unused_parameters": False,  # every parameter takes part in the loss; True costs a graph walk per step
     "dataloader_pin_memory": False,  # set per run: only useful (and warning-free) with a GPU
 }
 
@@ -52,10 +53,36 @@ class GracefulStop(TrainerCallback):
         self.signal = signum
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.signal is not None:
+        stop = self.signal is not None
+        if args.world_size > 1:  # every rank stops at the same step, even if only one got the signal
+            import torch
+            import torch.distributed as dist
+
+            flag = torch.tensor([int(stop)], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+            if stop and self.signal is None:
+                import signal
+
+                self.signal = signal.SIGTERM
+        if stop:
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class FirstEval(TrainerCallback):
+    """Keeps the metrics of the first evaluation: the one `eval_on_start` runs before the first step.
+
+    (Evaluating with `trainer.evaluate()` before `train()` would let accelerate prepare the model
+    for evaluation only, so under DDP it would train without ever all-reducing gradients.)"""
+
+    def __init__(self):
+        self.metrics: dict | None = None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.metrics is None and metrics is not None:
+            self.metrics = dict(metrics)
 
 
 def latest_complete_checkpoint(output_dir: Path) -> Path | None:
@@ -89,6 +116,7 @@ def training_arguments(recipe: Recipe, has_validation: bool) -> TrainingArgument
           "use_cpu": not torch.cuda.is_available(), **recipe.training}
     if not has_validation and "eval_strategy" not in recipe.training:
         kw["eval_strategy"] = "no"
+    kw.setdefault("eval_on_start", has_validation)  # the "before" figure, measured inside train()
     if recipe.task == "sft" and recipe.sft.packing == "padded" and "train_sampling_strategy" not in recipe.training:
         kw["train_sampling_strategy"] = "group_by_length"  # similar lengths share a batch: little padding
     try:
@@ -273,10 +301,10 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
         log_path.unlink(missing_ok=True)
     atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
     model, tokenizer = job.model, job.tokenizer
-    stopper = GracefulStop()
+    stopper, first_eval = GracefulStop(), FirstEval()
     trainer = CausalLMTrainer(model=model, args=args, train_dataset=job.train, eval_dataset=job.validation,
                               data_collator=job.collator, processing_class=tokenizer,
-                              callbacks=[JsonlLogger(log_path), stopper])
+                              callbacks=[JsonlLogger(log_path), stopper, first_eval])
     n_params = sum(p.numel() for p in model.parameters())
     main_process = trainer.is_world_process_zero()
     if not quiet and main_process:
@@ -287,9 +315,7 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
               for k, v in job.stats["mixture"].items()),
         ])
     metrics: dict = {"parameters": n_params, "world_size": args.world_size, "data": job.stats}
-    if job.validation is not None:
-        metrics["eval_before"] = trainer.evaluate(metric_key_prefix="eval")
-    if job.generation_metrics:
+    if job.generation_metrics and main_process:
         metrics["generation_before"] = job.generation_metrics(model)
     import signal
     import threading
@@ -308,12 +334,17 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
                           f"{out / f'checkpoint-{step}'}; continue with resume_from_checkpoint=auto",
                           128 + stopper.signal)
     metrics["train"] = train_out.metrics
+    if first_eval.metrics is not None:
+        metrics["eval_before"] = first_eval.metrics
     if job.validation is not None:
-        metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")
-    if job.generation_metrics:
+        metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")  # sharded over the ranks
+    if args.world_size > 1:
+        metrics["rank_weights_sha256"] = _rank_fingerprints(model)
+    # evaluation by generation, sampling and writing happen once, on the main process
+    if job.generation_metrics and main_process:
         metrics["generation_after"] = job.generation_metrics(model)
     trainer.save_model(str(out))  # safetensors weights + config + tokenizer (with its chat template)
-    if recipe.generate.prompts:
+    if recipe.generate.prompts and main_process:
         g = recipe.generate
         samples = generate(model, tokenizer, g.prompts, seed=args.seed, max_new_tokens=g.max_new_tokens,
                            do_sample=g.do_sample, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p,
@@ -329,9 +360,25 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
     return metrics
 
 
+def _rank_fingerprints(model) -> list[str]:
+    """SHA-256 of the trained weights on every rank (all equal when the ranks trained one model)."""
+    import hashlib
+
+    import torch
+    import torch.distributed as dist
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    found: list = [None] * dist.get_world_size()
+    dist.all_gather_object(found, h.hexdigest())
+    return found
+
+
 def _print_summary(metrics: dict, out: Path) -> None:
     rows = []
-    if "eval_before" in metrics:
+    if "eval_before" in metrics and "eval_after" in metrics:
         b, a = metrics["eval_before"]["eval_perplexity"], metrics["eval_after"]["eval_perplexity"]
         rows += [("validation perplexity before", b), ("validation perplexity after", a),
                  ("improvement", f"{b / a:.1f}x")]

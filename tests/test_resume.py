@@ -59,3 +59,56 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits(tmp_path):
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(ck)  # loadable
+
+
+def test_a_checkpoint_killed_while_saving_is_never_visible(tmp_path, monkeypatch):
+    """Checkpoints are staged in output_dir/.incomplete and renamed when complete: a crash in the middle
+    of writing checkpoint-10 leaves checkpoint-5 as the newest for hfkit's `auto` and for transformers'
+    own get_last_checkpoint, and the resumed run finishes bit-exact."""
+    import pytest
+    from transformers.trainer_utils import get_last_checkpoint
+
+    import hfkit
+    from hfkit.objectives.clm import CausalLMTrainer
+    from hfkit.runner import latest_complete_checkpoint
+
+    run = BASE + ["save_strategy=steps", "save_steps=5", "save_total_limit=5", "max_steps=10"]
+    full = tmp_path / "full"
+    hfkit.train("clm_pretrain", run + [f"output_dir={full}"], quiet=True)
+
+    real = CausalLMTrainer._save_rng_state
+
+    def crash_at_step_10(self, output_dir):
+        if self.state.global_step == 10:
+            raise KeyboardInterrupt  # the process dies between the optimizer state and the RNG state
+        return real(self, output_dir)
+
+    monkeypatch.setattr(CausalLMTrainer, "_save_rng_state", crash_at_step_10)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        hfkit.train("clm_pretrain", run + [f"output_dir={out}"], quiet=True)
+    assert (out / ".incomplete" / "checkpoint-10" / "optimizer.pt").is_file()  # half-written, staged
+    assert not (out / "checkpoint-10").exists()
+    assert latest_complete_checkpoint(out).name == "checkpoint-5"
+    assert get_last_checkpoint(str(out)).endswith("checkpoint-5")
+    monkeypatch.setattr(CausalLMTrainer, "_save_rng_state", real)
+    hfkit.train("clm_pretrain", run + [f"output_dir={out}", "resume_from_checkpoint=auto"], quiet=True)
+    a, b = load_file(full / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+    assert not (out / ".incomplete").exists()  # the staged debris was replaced and renamed
+
+
+def test_save_total_limit_and_best_checkpoint_with_staged_saves(tmp_path):
+    import hfkit
+
+    out = tmp_path / "run"
+    hfkit.train("clm_pretrain", BASE + [f"output_dir={out}", "max_steps=20", "save_strategy=steps", "save_steps=5",
+                                        "eval_steps=5", "save_total_limit=2", "load_best_model_at_end=true",
+                                        "metric_for_best_model=eval_loss"], quiet=True)
+    kept = sorted(int(d.name.split("-")[1]) for d in out.glob("checkpoint-*"))
+    state = json.loads((out / "checkpoint-20" / "trainer_state.json").read_text())
+    best = state["best_model_checkpoint"]
+    assert ".incomplete" not in best and (out / best.rsplit("/", 1)[1]).is_dir()  # points at a real folder
+    # at most 2 kept, plus the best one if it is older than the last two
+    assert kept[-1] == 20 and len(kept) <= 3 and int(best.rsplit("-", 1)[1]) in kept
+    assert not (out / ".incomplete").exists()

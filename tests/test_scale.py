@@ -1,0 +1,106 @@
+"""Several processes (accelerate/torch elastic, gloo on CPU), the shipped accelerate configs, mixed precision."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import TINY_MODEL
+
+CONFIGS = sorted((Path(__file__).parent.parent / "hfkit" / "configs" / "accelerate").glob("*.yaml"))
+RUN = [o for o in TINY_MODEL if not o.startswith("per_device_train_batch_size")] + ["max_steps=20"]
+
+
+def test_two_processes_train_one_model_equal_to_one_process(tmp_path):
+    """2 ranks x 8 blocks per step == 1 rank x 16 blocks per step: same samples per step (accelerate
+    shards the one seeded order), gradients all-reduced, so the same model up to float rounding."""
+    import hfkit
+
+    single = hfkit.train("clm_pretrain", RUN + ["per_device_train_batch_size=16", f"output_dir={tmp_path / 'one'}"],
+                         quiet=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "hfkit", "train", "clm_pretrain", *RUN, "per_device_train_batch_size=8",
+                        f"output_dir={tmp_path / 'two'}", "--num-processes", "2", "--json"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    two = json.loads(p.stdout)  # printed once (rank 0), not once per process
+    assert two["world_size"] == 2 == json.loads((tmp_path / "two" / "metrics.json").read_text())["world_size"]
+    ranks = two["rank_weights_sha256"]
+    assert len(ranks) == 2 and ranks[0] == ranks[1]  # the ranks hold one model
+    assert single["world_size"] == 1
+    assert abs(two["train"]["train_loss"] - single["train"]["train_loss"]) < 1e-4
+    assert abs(two["eval_after"]["eval_loss"] - single["eval_after"]["eval_loss"]) < 1e-2  # eval is sharded
+    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
+    steps = [r for r in map(json.loads, (tmp_path / "two" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert [r["step"] for r in steps] == [5, 10, 15, 20]  # logged once, by the main process
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_shipped_accelerate_configs_load_with_accelerates_parser(path):
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import constants
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "hfkit", "train", "sft"])
+    args, defaults, _ = _validate_launch_command(args)
+    assert defaults.mixed_precision == "no"  # the recipe's training.bf16/fp16 decides
+    if path.stem in ("ddp", "multinode"):
+        assert args.multi_gpu and not args.use_fsdp and not args.use_deepspeed
+        env = prepare_multi_gpu_env(args)
+        if path.stem == "multinode":
+            assert args.num_machines == 2 and args.main_process_ip and args.main_process_port
+    elif path.stem == "fsdp":
+        assert args.use_fsdp
+        env = prepare_multi_gpu_env(args)
+        assert env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD" in constants.FSDP_SHARDING_STRATEGY
+        assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP" in constants.FSDP_AUTO_WRAP_POLICY
+        assert env["FSDP_STATE_DICT_TYPE"] in constants.FSDP_STATE_DICT_TYPE
+        assert env["FSDP_BACKWARD_PREFETCH"] in constants.FSDP_BACKWARD_PREFETCH
+        # auto wrap by transformer block needs the block class names our architectures declare
+        from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
+        assert GPT2LMHeadModel._no_split_modules and LlamaForCausalLM._no_split_modules
+    else:
+        from unittest import mock
+
+        from accelerate.utils import DeepSpeedPlugin
+
+        assert args.use_deepspeed
+        args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)  # as accelerate launch does
+        _, env = prepare_deepspeed_cmd_env(args)
+        with mock.patch.dict(os.environ, env):
+            plugin = DeepSpeedPlugin()
+        stage = int(path.stem[-1])
+        assert plugin.zero_stage == stage == plugin.deepspeed_config["zero_optimization"]["stage"]
+        assert plugin.deepspeed_config["gradient_accumulation_steps"] == "auto"  # taken from the recipe
+
+
+def test_launch_command_and_bad_launch_input(capsys):
+    from hfkit.cli import build_parser, launch_command, main
+
+    args = build_parser().parse_args(["train", "sft", "max_steps=5", "--num-processes", "4", "--json"])
+    cmd = launch_command(args)
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and "--multi_gpu" in cmd
+    assert cmd[cmd.index("--num_processes") + 1] == "4"
+    assert cmd[-5:] == ["hfkit", "train", "sft", "max_steps=5", "--json"]
+    args = build_parser().parse_args(["train", "sft", "--accelerate-config", "fsdp", "--num-processes", "2"])
+    cmd = launch_command(args)
+    assert cmd[cmd.index("--config_file") + 1].endswith("configs/accelerate/fsdp.yaml") and "--multi_gpu" not in cmd
+    for argv, message in [(["--accelerate-config", "nope"], "no such file or shipped config: nope"),
+                          (["--num-processes", "0"], "--num-processes must be at least 1"),
+                          (["--num-processes", "2", "model.nope=1"], "unknown recipe key 'model.nope'")]:
+        assert main(["train", "clm_pretrain", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+def test_mixed_precision_is_switched_from_the_recipe():
+    from hfkit.recipe import load_recipe
+    from hfkit.runner import training_arguments
+
+    assert training_arguments(load_recipe("clm_pretrain", ["bf16=true"]), True).mixed_precision == "bf16"
+    assert training_arguments(load_recipe("clm_pretrain", []), True).mixed_precision == "no"
