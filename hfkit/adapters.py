@@ -143,6 +143,9 @@ def merge_adapter(run_dir: str, output: str | None = None) -> dict:
     run = Path(run_dir)
     if not (run / "adapter_config.json").is_file():
         raise HfkitError(f"'{run_dir}' holds no adapter (adapter_config.json): nothing to merge")
+    from .io import check_writable_dir
+
+    check_writable_dir(output or run / "merged", "--output")
     model = load_model(str(run))
     kind = model.peft_config["default"].peft_type.value.lower()
     if kind not in ("lora", "ia3"):

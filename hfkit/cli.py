@@ -288,7 +288,10 @@ def _launch(args) -> int:
 
     from .recipe import load_recipe
 
-    load_recipe(args.recipe, args.overrides)
+    from .io import check_writable_dir
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    check_writable_dir(recipe.training.get("output_dir", "trainer_output"), "recipe key 'training.output_dir'")
     cmd = launch_command(args)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.num_processes or 1))))
@@ -382,6 +385,9 @@ def _cmd_gettext(args) -> int:
     from .data.gettext_pairs import gettext_pairs
     from .io import atomic_write_text
 
+    from .io import check_writable_file
+
+    check_writable_file(args.output, "--output")
     ds, report = gettext_pairs(args.lang, args.locale_dir, max_chars=args.max_chars)
     atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ds))
     report = {**report, "catalogs_skipped": len(report["catalogs_skipped"]), "output": args.output}
@@ -432,8 +438,14 @@ def _cmd_tokenizer(args) -> int:
     from .data.tokenizer import train_tokenizer
     from .io import atomic_write_text
 
+    from .errors import HfkitError
+    from .io import check_writable_dir
+
+    check_writable_dir(args.output, "--output")
     sources = [source_from_spec(s, args.text_field) for s in (args.data or ["default"])]
     ds = concatenate_datasets([load_source(s) for s in sources])
+    if not any(t.strip() for t in ds["text"]):
+        raise HfkitError(f"{', '.join(args.data or ['default'])}: no text to train a tokenizer on")
     tok = train_tokenizer(iter(ds["text"]), args.kind, args.vocab_size, args.min_frequency, args.lowercase)
     out = Path(args.output)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -462,6 +474,10 @@ def _cmd_perplexity(args) -> int:
     from .errors import HfkitError
     from .evaluation.perplexity import conditional_perplexity, perplexity
 
+    if args.output:
+        from .io import check_writable_file
+
+        check_writable_file(args.output, "--output")
     if args.prefix is not None or args.continuation is not None:
         if args.continuation is None:
             raise HfkitError("--prefix needs --continuation")
@@ -471,6 +487,8 @@ def _cmd_perplexity(args) -> int:
         if not args.data:
             raise HfkitError("give --data SRC (or --prefix/--continuation)")
         ds = _eval_dataset(args)
+        if not args.continuation_field and not any(t.strip() for t in ds["text"]):
+            raise HfkitError(f"--data {args.data}: no text to score")
         pairs = None
         if args.continuation_field:
             pf = args.prefix_field or "prefix"

@@ -176,6 +176,16 @@ def push(run_dir: str, repo_id: str, private: bool = False, revision: str | None
     if "/" not in repo_id or not looks_like_hub_id(repo_id):
         raise HfkitError(f"--repo-id '{repo_id}' must be owner/name")
     files = files_to_push(run)
+    for f in files:  # never publish a truncated or corrupt weights file
+        if f.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(f), "pt") as st:
+                    st.keys()
+            except Exception as e:
+                raise HfkitError(f"{f}: not a loadable safetensors file ({str(e).splitlines()[0][:120]}); "
+                                 f"nothing uploaded") from None
     card = model_card(run, repo_id)
     listing = [f.name for f in files] + ["README.md"]
     if dry_run:

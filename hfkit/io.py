@@ -25,3 +25,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def check_writable_dir(path: str | os.PathLike, what: str) -> None:
+    """Fail early, in one line, when `path` cannot become a folder we write to: a file in the way,
+    or a parent we may not write into (tested by creating and removing a temporary folder)."""
+    from .errors import HfkitError
+
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise HfkitError(f"{what} '{path}' is a file, not a folder")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise HfkitError(f"{what} '{path}' cannot be created: '{probe}' is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".hfkit-write-test-"))
+    except OSError as e:
+        raise HfkitError(f"{what} '{path}' is not writable: {e.strerror} ('{probe}')") from None
+
+
+def check_writable_file(path: str | os.PathLike, what: str) -> None:
+    """The same check for a file we are about to write: its folder must be writable."""
+    from .errors import HfkitError
+
+    path = Path(path)
+    if path.is_dir():
+        raise HfkitError(f"{what} '{path}' is a folder, not a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise HfkitError(f"{what} '{path}' is not writable")
+    check_writable_dir(path.absolute().parent, f"{what}: the folder")

@@ -21,7 +21,7 @@ from .data.tokenizer import load_tokenizer, train_tokenizer
 from .errors import HfkitError
 from .evaluation.generation import generate
 from .evaluation.report import plot_loss, print_table
-from .io import atomic_write_text, write_json
+from .io import atomic_write_text, check_writable_dir, write_json
 from .models import build_model, max_positions
 from .objectives.clm import CausalLMTrainer, prepare_clm_data
 from .recipe import Recipe, load_recipe
@@ -271,6 +271,7 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
     """Run a training recipe; returns its metrics (also written to `output_dir/metrics.json`)."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
+    check_writable_dir(recipe.training.get("output_dir", "trainer_output"), "recipe key 'training.output_dir'")
     seed = recipe.training.get("seed", TRAINING_DEFAULTS["seed"])
     set_seed(seed)
     t0 = time.time()

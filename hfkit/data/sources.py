@@ -218,6 +218,8 @@ def _load_local(src: SourceConfig, files: list[str]) -> Dataset:
                 raise HfkitError(f"{f}: not UTF-8 text (byte {ue.start})") from None
         if os.path.getsize(files[0]) == 0:
             raise HfkitError(f"{files[0]}: file is empty") from None
+        while e.__cause__ is not None and "error occurred while generating" in str(e):
+            e = e.__cause__  # datasets' generic wrapper: report the parser's own message
         raise HfkitError(f"{', '.join(files[:3])}: cannot read as {src.kind}: {str(e).splitlines()[0][:200]}") from None
 
 

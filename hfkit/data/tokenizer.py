@@ -6,6 +6,7 @@ The result is a `PreTrainedTokenizerFast` with pad/unk/bos/eos/mask tokens, save
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -92,6 +93,11 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     from ..hub import ensure_cached
 
     ensure_cached(path)
+    local = Path(path)
+    if local.is_dir() and not any((local / f).is_file() for f in (
+            "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")):
+        raise HfkitError(f"'{path}' is not a tokenizer or model folder (no tokenizer.json, tokenizer_config.json "
+                         f"or vocabulary file)")
     try:
         return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as e:

@@ -1,0 +1,154 @@
+"""The bad-input battery: every command against a table of bad inputs. Each must exit 2 with one
+`hfkit: error:` line naming the problem, no traceback, and leave no partial output behind."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from hfkit.cli import main
+
+TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "max_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, tiny_run):
+    d = tmp_path_factory.mktemp("bad")
+    run_dir, _ = tiny_run
+    shutil.copytree(run_dir, d / "model", ignore=shutil.ignore_patterns("checkpoint-*", "runs"))
+    (d / "trunc").mkdir()
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(run_dir / f, d / "trunc" / f)
+    (d / "trunc" / "model.safetensors").write_bytes((run_dir / "model.safetensors").read_bytes()[:5000])
+    (d / "no_weights").mkdir()
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(run_dir / f, d / "no_weights" / f)
+    (d / "not_a_model").mkdir()
+    (d / "not_a_model" / "notes.txt").write_text("hello")
+    (d / "broken.yaml").write_text("task: clm\nmodel:\n  hidden_size: 4\n   num_layers: [\n")
+    (d / "latin1.yaml").write_bytes("task: clm\n# caf\xe9\n".encode("latin-1"))
+    (d / "list.yaml").write_text("- task\n- clm\n")
+    (d / "unknown_top.yaml").write_text("task: clm\ntrainer:\n  max_steps: 3\n")
+    (d / "empty.txt").write_text("")
+    (d / "empty.jsonl").write_text("")
+    (d / "bad.jsonl").write_text('{"text": "a fine document about things"}\n{"text": "x" "y"}\n')
+    (d / "no_field.jsonl").write_text('{"body": "a fine document about things"}\n')
+    (d / "bad.csv").write_text('text,b\n"unterminated,1\n')
+    (d / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    (d / "latin1.txt").write_bytes("caf\xe9 cr\xe8me br\xfbl\xe9e and other words of a long enough text".encode("latin-1"))
+    (d / "latin1_prompts.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (d / "afile").write_text("a file where a folder is expected")
+    (d / "preds.txt").write_text("a\nb\n")
+    return d
+
+
+# (argv, message, path that must not exist afterwards); {d} is the fixture folder
+CASES = [
+    # train: recipe files
+    (["train", "{d}/broken.yaml"], "broken.yaml: invalid YAML at line 4", None),
+    (["train", "{d}/latin1.yaml"], "latin1.yaml: recipe is not UTF-8 text", None),
+    (["train", "{d}/list.yaml"], "list.yaml: a recipe must be a YAML mapping of sections, got list", None),
+    (["train", "{d}/unknown_top.yaml"], "unknown recipe key 'trainer'", None),
+    (["train", "{d}/missing.yaml"], "recipe file not found", None),
+    # train: overrides (unknown keys, wrong types, malformed)
+    (["train", "clm_pretrain", "model.hidden_sise=3"], "unknown recipe key 'model.hidden_sise'", "{d}/out"),
+    (["train", "clm_pretrain", "max_steps=many"], "'training.max_steps' expects int, got str 'many'", "{d}/out"),
+    (["train", "clm_pretrain", "learning_rate=fast"], "'training.learning_rate' expects float", "{d}/out"),
+    (["train", "clm_pretrain", "model.architecture=gpt3"], "expects one of 'gpt2', 'llama', 'bert'", "{d}/out"),
+    (["train", "clm_pretrain", "training=5"], "recipe key 'training' expects dict, got int 5", "{d}/out"),
+    (["train", "clm_pretrain", "max_steps"], "is not of the form key=value", "{d}/out"),
+    (["train", "clm_pretrain", "=5"], "has an empty key", "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.7.kind=text"], "'7' is not a valid index", "{d}/out"),
+    (["train", "clm_pretrain", "training.no_such_arg=1"], "unknown recipe key 'training.no_such_arg'", "{d}/out"),
+    # train: data files missing, empty, corrupt, not UTF-8
+    (["train", "clm_pretrain", "data.sources.0.kind=json", "data.sources.0.path={d}/missing.jsonl"],
+     "no such file or folder: {d}/missing.jsonl", "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.0.kind=json", "data.sources.0.path={d}/empty.jsonl"],
+     "empty.jsonl: file is empty", "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.0.kind=text", "data.sources.0.path={d}/empty.txt"],
+     "no documents left after filtering", "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.0.kind=json", "data.sources.0.path={d}/bad.jsonl"],
+     "bad.jsonl line 2: invalid JSON", "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.0.kind=json", "data.sources.0.path={d}/no_field.jsonl"],
+     "text field 'text' not found (columns: body)", "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.0.kind=csv", "data.sources.0.path={d}/bad.csv"],
+     "bad.csv: cannot read as csv: Error tokenizing data", "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.0.kind=parquet", "data.sources.0.path={d}/bad.parquet"],
+     "bad.parquet: cannot read as parquet", "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.0.kind=text", "data.sources.0.path={d}/latin1.txt"],
+     "latin1.txt: not UTF-8", "{d}/out"),
+    # train: models (truncated weights, wrong folders), output folders
+    (["train", "clm_pretrain", "model.name_or_path={d}/trunc"], "incomplete metadata", "{d}/out"),
+    (["train", "clm_pretrain", "model.name_or_path={d}/not_a_model"], "is not a tokenizer or model folder", "{d}/out"),
+    (["train", "clm_pretrain", "model.name_or_path={d}/no_weights"], "no file named model.safetensors", "{d}/out"),
+    (["train", "clm_pretrain", "tokenizer.path={d}/nowhere"], "no such tokenizer folder", "{d}/out"),
+    (["train", "clm_pretrain", "output_dir={d}/afile/run"], "'{d}/afile' is a file, not a folder", "{d}/afile/run"),
+    (["train", "clm_pretrain", "output_dir={d}/afile"], "'{d}/afile' is a file, not a folder", None),
+    (["train", "clm_pretrain", "output_dir=/proc/hfkit-run"], "is not writable", "/proc/hfkit-run"),
+    (["train", "clm_pretrain", "--num-processes", "2", "output_dir={d}/afile/x"], "is a file, not a folder", None),
+    (["train", "clm_pretrain", "--accelerate-config", "{d}/none.yaml"], "no such file or shipped config", None),
+    # data report / gettext
+    (["data", "report", "{d}/broken.yaml"], "invalid YAML", None),
+    (["data", "report", "clm_pretrain", "data.sources.0.kind=json", "data.sources.0.path={d}/bad.jsonl"],
+     "bad.jsonl line 2", None),
+    (["data", "gettext", "--lang", "xx", "--output", "{d}/pairs.jsonl"], "no gettext catalogs for language 'xx'",
+     "{d}/pairs.jsonl"),
+    (["data", "gettext", "--lang", "de", "--output", "{d}/afile/pairs.jsonl"], "is a file, not a folder", None),
+    # tokenizer
+    (["tokenizer", "train", "--data", "{d}/empty.txt", "--output", "{d}/tok"], "no text to train a tokenizer on",
+     "{d}/tok"),
+    (["tokenizer", "train", "--data", "{d}/bad.jsonl", "--output", "{d}/tok"], "line 2", "{d}/tok"),
+    (["tokenizer", "train", "--data", "{d}/latin1.txt", "--output", "{d}/tok"], "not UTF-8", "{d}/tok"),
+    (["tokenizer", "train", "--output", "{d}/afile/tok"], "is a file, not a folder", None),
+    (["tokenizer", "train", "--kind", "sentencepiece", "--output", "{d}/tok"], "invalid choice", "{d}/tok"),
+    # eval / generate / chat: truncated weights, wrong folders, bad data, bad output paths
+    (["eval", "perplexity", "--model", "{d}/trunc", "--data", "default"], "incomplete metadata", None),
+    (["eval", "perplexity", "--model", "{d}/not_a_model", "--data", "default"], "has no config.json", None),
+    (["eval", "perplexity", "--model", "{d}/model", "--data", "{d}/empty.txt"], "no text to score", None),
+    (["eval", "perplexity", "--model", "{d}/model", "--data", "{d}/latin1.txt"], "not UTF-8", None),
+    (["eval", "perplexity", "--model", "{d}/model", "--data", "default", "--output", "{d}/afile/x.json"],
+     "is a file, not a folder", None),
+    (["eval", "perplexity", "--model", "{d}/model", "--data", "default", "--block-size", "4096"],
+     "exceeds the model's maximum positions", None),
+    (["generate", "--model", "{d}/trunc", "--prompt", "hi"], "incomplete metadata", None),
+    (["generate", "--model", "{d}/model", "--prompts-file", "{d}/latin1_prompts.txt"], "not UTF-8", None),
+    (["generate", "--model", "{d}/model", "--prompts-file", "{d}/empty.txt"], "no prompts in the file", None),
+    (["generate", "--model", "{d}/model", "--prompts-file", "{d}/none.txt"], "no such file", None),
+    (["chat", "{d}/trunc"], "incomplete metadata", None),
+    # hub import / push / merge
+    (["hub", "import", "{d}/nowhere", "--repo-id", "me/m"], "no such folder to import", None),
+    (["hub", "import", "{d}/model", "--repo-id", "bad id!"], "must be owner/name", None),
+    (["push", "{d}/not_a_model", "--repo-id", "me/m", "--dry-run"], "not a finished run folder", None),
+    (["push", "{d}/trunc", "--repo-id", "me/m", "--dry-run"], "not a loadable safetensors file", None),
+    (["push", "{d}/model", "--repo-id", "nope", "--dry-run"], "must be owner/name", None),
+    (["merge", "{d}/model"], "holds no adapter", "{d}/model/merged"),
+]
+
+
+@pytest.mark.parametrize("argv, message, absent", CASES, ids=[f"{c[0][0]}-{c[1][:28]}" for c in CASES])
+def test_bad_input_battery(argv, message, absent, bad, capsys):
+    fmt = lambda s: s.format(d=bad)  # noqa: E731
+    argv = [fmt(a) for a in argv]
+    if argv[0] == "train":  # the case's own overrides come last, so they win
+        argv = argv[:2] + TINY + [f"output_dir={bad}/out"] + argv[2:]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("hfkit")]
+    assert rc == 2, err[-2000:]
+    assert len(errors) == 1 and errors[0].startswith("hfkit: error: "), err[-2000:]
+    assert fmt(message) in errors[0]
+    assert "Traceback" not in err
+    if absent:
+        from pathlib import Path
+
+        assert not Path(fmt(absent)).exists(), f"partial output left: {fmt(absent)}"
+
+
+def test_battery_through_the_real_entry_point(bad):
+    """The console entry point itself (a fresh process): exit 2 and exactly one stderr line."""
+    for argv, message in [(["train", str(bad / "broken.yaml")], "invalid YAML"),
+                          (["push", str(bad / "trunc"), "--repo-id", "me/m", "--dry-run"], "safetensors")]:
+        p = subprocess.run([sys.executable, "-m", "hfkit", *argv], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and message in p.stderr and p.stderr.count("\n") == 1, p.stderr
+        assert json.dumps(p.stdout) == '""'
