@@ -31,6 +31,7 @@ bench: install
 	$(PY) bench/packing.py
 	$(PY) bench/sft_packing.py
 	$(PY) bench/peft_memory.py
+	$(PY) bench/multiprocess.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
