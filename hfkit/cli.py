@@ -122,6 +122,62 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--output", default=None, help="also write the result JSON here")
     pp.add_argument("--json", action="store_true")
 
+    for name, default in (("bleu", "bleu"), ("chrf", "chrf"), ("ter", "ter"), ("rouge", "rouge"),
+                          ("match", "accuracy,exact_match,token_f1")):
+        e = ev.add_parser(name, help=f"{name}: score --predictions against --references, or a model's generations")
+        e.add_argument("--predictions", help="file with one prediction per line")
+        e.add_argument("--references", action="append", help="file with one reference per line (repeatable)")
+        e.add_argument("--model", help="model folder or Hub id: generate for --data and score")
+        e.add_argument("--data", help="records (JSONL/CSV/Parquet, hub:owner/name) to generate for")
+        e.add_argument("--template", help="Jinja prompt over a record's fields, e.g. '{{source}} =>' "
+                                          "(default: the sft recipe the model was trained with)")
+        e.add_argument("--input-field", help="use this field as the prompt as it is (e.g. a seq2seq model)")
+        e.add_argument("--target-field", default="target", help="reference field of the records")
+        e.add_argument("--max-examples", type=int, default=None)
+        e.add_argument("--batch-size", type=int, default=16)
+        e.add_argument("--max-new-tokens", type=int, default=64)
+        e.add_argument("--num-beams", type=int, default=1)
+        e.add_argument("--metrics", default=default, help=f"comma-separated (default: {default}); any of "
+                                                            "bleu, chrf, ter, rouge, accuracy, exact_match, token_f1")
+        e.add_argument("--tokenize", default=None, help="sacrebleu BLEU tokenizer (13a, intl, zh, char, ...)")
+        e.add_argument("--rouge-stemmer", action="store_true", help="Porter stemming in ROUGE")
+        if name == "match":
+            e.add_argument("--per-class", action="store_true", help="labels: per-class precision/recall/F1 report")
+        e.add_argument("--save-predictions", default=None, help="write prompts, references, predictions (JSONL)")
+        e.add_argument("--output", default=None, help="report JSON (default with --model DIR: DIR/eval/NAME.json)")
+        e.add_argument("--json", action="store_true")
+
+    ic = ev.add_parser("icl", help="zero/few-shot in-context evaluation: multiple choice or generation")
+    ic.add_argument("--model", required=True)
+    ic.add_argument("--task", required=True, help="JSONL: question, answer, optional choices and rationale")
+    ic.add_argument("--demos", default=None, help="JSONL of demonstrations (default: the task file, minus the example)")
+    ic.add_argument("--shots", type=int, default=0)
+    ic.add_argument("--seed", type=int, default=1234, help="seed for choosing demonstrations (and sampling)")
+    ic.add_argument("--select", choices=["random", "similar"], default="random",
+                    help="demonstrations at random (seeded) or the most similar (TF-IDF cosine)")
+    ic.add_argument("--template", default=None, help="Jinja prompt over an example's fields "
+                                                     "(default: 'Question: {{question}}\\nAnswer:')")
+    ic.add_argument("--input-field", default="question")
+    ic.add_argument("--mode", choices=["auto", "multiple_choice", "generate"], default="auto")
+    ic.add_argument("--cot", action="store_true", help="chain-of-thought: reason first, then 'The answer is X'")
+    ic.add_argument("--self-consistency", type=int, default=0, metavar="N",
+                    help="sample N reasoning paths and take the majority answer")
+    ic.add_argument("--temperature", type=float, default=0.7)
+    ic.add_argument("--top-p", type=float, default=None)
+    ic.add_argument("--max-new-tokens", type=int, default=64)
+    ic.add_argument("--answer-regex", default=None, help="extract the answer: the first group of this regex")
+    ic.add_argument("--batch-size", type=int, default=8)
+    ic.add_argument("--limit", type=int, default=None)
+    ic.add_argument("--log-samples", default=None, help="write every example's prompt, scores, answers (JSONL)")
+    ic.add_argument("--output", default=None, help="report JSON (default with a model folder: DIR/eval/icl_TASK.json)")
+    ic.add_argument("--json", action="store_true")
+
+    cp = ev.add_parser("compare", help="side-by-side table and bar chart of runs or eval reports")
+    cp.add_argument("runs", nargs="+", help="run folders (metrics.json, eval/*.json) or eval report JSON files")
+    cp.add_argument("--png", default="compare.png", help="bar chart to write (default: compare.png)")
+    cp.add_argument("--output", default=None, help="also write the comparison as JSON")
+    cp.add_argument("--json", action="store_true")
+
     g = sub.add_parser("generate", help="generate text from prompts, in batches")
     g.add_argument("--model", required=True, help="model folder or Hub id")
     src = g.add_mutually_exclusive_group(required=True)
@@ -226,7 +282,11 @@ def _dispatch(args) -> int:
     if args.command == "tokenizer":
         return _cmd_tokenizer(args)
     if args.command == "eval":
-        return _cmd_perplexity(args)
+        if args.metric == "perplexity":
+            return _cmd_perplexity(args)
+        from .evaluation import eval_cli
+
+        return eval_cli.run(args)
     if args.command == "generate":
         return _cmd_generate(args)
     return 2

@@ -117,7 +117,9 @@ class SftConfig:
 
 @dataclass
 class EvalConfig:
-    metrics: list[str] = field(default_factory=list)  # bleu, chrf: generate on held-out records and score
+    # generate on held-out records at the end of training (and before it) and score:
+    # bleu, chrf, ter, rouge, accuracy, exact_match, token_f1
+    metrics: list[str] = field(default_factory=list)
     max_examples: Optional[int] = 200  # held-out records to generate for (None: all)
     max_new_tokens: int = 64
     num_beams: int = 1
@@ -465,9 +467,11 @@ def _check_recipe(r: Recipe) -> None:
                          f"which padding-free packing cannot place: set sft.packing=padded")
     if r.sft.max_length < 2:
         raise HfkitError(f"recipe key 'sft.max_length' must be >= 2, got {r.sft.max_length}")
-    unknown = [m for m in r.eval.metrics if m not in ("bleu", "chrf")]
+    from .evaluation.metrics import TEXT_METRICS
+
+    unknown = [m for m in r.eval.metrics if m not in TEXT_METRICS]
     if unknown:
-        raise HfkitError(f"recipe key 'eval.metrics': unknown metric '{unknown[0]}' (expected bleu, chrf)")
+        raise HfkitError(f"recipe key 'eval.metrics': unknown metric '{unknown[0]}' (expected {', '.join(TEXT_METRICS)})")
     if r.model.name_or_path is None:
         if r.task == "sft" and r.sft.max_length > r.model.max_position_embeddings:
             raise HfkitError(

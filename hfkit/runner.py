@@ -211,7 +211,7 @@ def _clm_job(recipe: Recipe, seed: int) -> Job:
 
 
 def _sft_job(recipe: Recipe, seed: int) -> Job:
-    from .evaluation.bleu import corpus_metrics
+    from .evaluation.metrics import corpus_metrics
     from .objectives import sft
 
     cfg = recipe.sft
@@ -383,10 +383,10 @@ def _print_summary(metrics: dict, out: Path) -> None:
         b, a = metrics["eval_before"]["eval_perplexity"], metrics["eval_after"]["eval_perplexity"]
         rows += [("validation perplexity before", b), ("validation perplexity after", a),
                  ("improvement", f"{b / a:.1f}x")]
-    for name in ("bleu", "chrf"):
-        if name in metrics.get("generation_after", {}):
-            b, a = metrics["generation_before"][name], metrics["generation_after"][name]
-            rows.append((f"held-out {name.upper()} before -> after", f"{b:.2f} -> {a:.2f}"))
+    after, before = metrics.get("generation_after", {}), metrics.get("generation_before", {})
+    for name, a in after.items():
+        if isinstance(a, float) and name in before:
+            rows.append((f"held-out {name} before -> after", f"{before[name]:.2f} -> {a:.2f}"))
     rows += [("train loss (mean)", metrics["train"].get("train_loss")),
              ("train time (s)", metrics["train"].get("train_runtime")), ("output", str(out))]
     print_table("hfkit results", rows)
