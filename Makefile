@@ -31,7 +31,8 @@ bench: install
 	$(PY) bench/packing.py
 	$(PY) bench/sft_packing.py
 	$(PY) bench/peft_memory.py
-	$(PY) bench/multiprocess.py
+	$(PY) bench/multi_process.py
+	$(PY) bench/generation.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

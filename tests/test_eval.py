@@ -330,3 +330,33 @@ def test_bad_eval_input_exits_2_with_one_line(argv, message, bad_eval, capsys):
     assert rc == 2 and err.count("\n") == 1 and err.startswith("hfkit: error: "), err
     assert message.format(d=bad_eval) in err
     assert not list(bad_eval.glob("*.png"))
+
+
+def test_sft_run_eval_block_and_eval_command_use_the_runs_own_prompt_format(tmp_path, capsys):
+    """`eval:` in a recipe scores held-out generations at the end of training with any text metric;
+    `hfkit eval match --model RUN --data FILE` rebuilds prompts from the run's saved sft recipe."""
+    import hfkit
+    from hfkit.evaluation.metrics import corpus_metrics
+    from test_sft import MEMO, _sft_overrides
+
+    data = tmp_path / "memo.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in MEMO))
+    m = hfkit.train("sft", _sft_overrides(data, tmp_path / "short", [
+        "max_steps=10", "data.validation_fraction=0.34", "eval.metrics=[bleu,ter,rouge,exact_match,token_f1]",
+        "eval.max_new_tokens=6"]), quiet=True)
+    after = m["generation_after"]
+    assert {"bleu", "ter", "rouge1", "rougeL", "exact_match", "token_f1", "bleu_signature"} <= set(after)
+    ex = after["examples"]
+    assert after["n"] == len(ex) >= 1
+    again = corpus_metrics([e["prediction"] for e in ex], [e["reference"] for e in ex], ("bleu", "rouge", "token_f1"))
+    assert after["bleu"] == again["bleu"] and after["rougeL"] == again["rougeL"] and after["token_f1"] == again["token_f1"]
+
+    hfkit.train("sft", _sft_overrides(data, tmp_path / "memo", ["max_steps=150"]), quiet=True)
+    capsys.readouterr()  # Trainer's log lines
+    rc, out, _ = run(["eval", "match", "--model", tmp_path / "memo", "--data", data, "--max-new-tokens", "20",
+                      "--save-predictions", tmp_path / "preds.jsonl", "--json"], capsys)
+    rep = json.loads(out)
+    assert rc == 0 and rep["metrics"]["n"] == len(MEMO)
+    preds = [json.loads(x) for x in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    assert [p["reference"] for p in preds] == [r["output"] for r in MEMO]
+    assert rep["metrics"]["exact_match"] >= 5 / 6 * 100  # the memorised answers come back

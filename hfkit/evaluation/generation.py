@@ -39,7 +39,8 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
     """Continue every prompt; returns, per prompt, `num_return_sequences` continuations (prompt removed).
 
     Prompts are run in batches with left padding (decoder-only models must see the prompt's last
-    token at the right edge); they are grouped by length to waste little compute on padding.
+    token at the right edge; encoder-decoder models get their input right-padded and return only
+    the output); they are grouped by length to waste little compute on padding.
     """
     if not prompts:
         return []
@@ -51,8 +52,9 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
     if seed is not None:
         torch.manual_seed(seed)
     model.eval()
+    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
+    tokenizer.padding_side = "right" if seq2seq else "left"  # an encoder reads the input; a decoder continues it
     try:
         encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
         empty = [i for i, e in enumerate(encoded) if not e]
@@ -67,7 +69,7 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
             batch = {k: v.to(model.device) for k, v in batch.items()}
             seqs = model.generate(**batch, generation_config=gen_cfg, streamer=streamer)
-            new = seqs[:, batch["input_ids"].shape[1]:]
+            new = seqs if seq2seq else seqs[:, batch["input_ids"].shape[1]:]  # seq2seq outputs hold no prompt
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             n = gen_cfg.num_return_sequences
             for j, i in enumerate(idx):

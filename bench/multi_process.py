@@ -4,7 +4,7 @@ Runs `hfkit train clm_pretrain` twice from one invocation: 1 process with batch 
 with batch B/N each (`--num-processes N`), same seed and steps. Prints step time, the ratio, and how
 closely the two runs agree (train loss, validation loss, largest weight difference).
 
-    python bench/multiprocess.py [--processes 2] [--steps 60] [--batch 16]
+    python bench/multi_process.py [--processes 2] [--steps 60] [--batch 16]
 """
 from __future__ import annotations
 
