@@ -169,9 +169,11 @@ def test_multiple_choice_picks_the_highest_independent_loglikelihood(tiny_model,
     assert res["metrics"]["acc"] == acc
 
 
-def test_lm_evaluation_harness_agrees_with_hfkit(tiny_run, tmp_path, capsys):
+@pytest.mark.parametrize("shots", [0, 2])
+def test_lm_evaluation_harness_agrees_with_hfkit(tiny_run, tmp_path, capsys, shots):
     """A model saved by hfkit, evaluated by lm-eval's `hf` backend on a local task, gets the same
-    accuracy (and per-choice log-likelihoods) as `hfkit eval icl`."""
+    accuracy (and per-choice log-likelihoods) as `hfkit eval icl`; with the same seed the few-shot
+    prompts are the same strings."""
     lm_eval = pytest.importorskip("lm_eval")
     from lm_eval.tasks import TaskManager
 
@@ -180,22 +182,27 @@ def test_lm_evaluation_harness_agrees_with_hfkit(tiny_run, tmp_path, capsys):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "hfkit_mc.yaml").write_text(
         "task: hfkit_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {tmp_path / 'mc.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+        f"    test: {tmp_path / 'mc.jsonl'}\ntest_split: test\nfewshot_split: test\noutput_type: multiple_choice\n"
         "doc_to_text: \"Question: {{question}}\\nAnswer:\"\ndoc_to_choice: \"{{choices}}\"\ndoc_to_target: answer\n"
         "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
     out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={run_dir},dtype=float32", tasks=["hfkit_mc"],
                                   task_manager=TaskManager(include_path=str(tmp_path / "tasks")), device="cpu",
-                                  batch_size=4, log_samples=True)
+                                  batch_size=4, log_samples=True, num_fewshot=shots, fewshot_random_seed=1234)
     theirs = out["results"]["hfkit_mc"]
-    rc, stdout, _ = run(["eval", "icl", "--model", run_dir, "--task", tmp_path / "mc.jsonl", "--json",
-                         "--log-samples", tmp_path / "samples.jsonl", "--output", tmp_path / "icl.json"], capsys)
+    rc, stdout, _ = run(["eval", "icl", "--model", run_dir, "--task", tmp_path / "mc.jsonl", "--json", "--shots", shots,
+                         "--seed", 1234, "--log-samples", tmp_path / "samples.jsonl", "--output", tmp_path / "icl.json"],
+                        capsys)
     ours = json.loads(stdout)["metrics"]
     assert rc == 0
     assert ours["acc"] == pytest.approx(100 * theirs["acc,none"], abs=1e-9)
     assert ours["acc_norm"] == pytest.approx(100 * theirs["acc_norm,none"], abs=1e-9)
-    their_lls = [[float(r[0][0]) for r in s["resps"]] for s in sorted(out["samples"]["hfkit_mc"], key=lambda s: s["doc_id"])]
-    our_lls = [json.loads(line)["loglikelihoods"] for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
-    assert our_lls == [pytest.approx(t, abs=1e-4) for t in their_lls]
+    their_samples = sorted(out["samples"]["hfkit_mc"], key=lambda s: s["doc_id"])
+    our_samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [s["loglikelihoods"] for s in our_samples] == \
+        [pytest.approx([float(r[0][0]) for r in s["resps"]], abs=1e-4) for s in their_samples]
+    their_prompts = [s["arguments"]["gen_args_0"]["arg_0"] if isinstance(s["arguments"], dict)
+                     else s["arguments"][0][0] for s in their_samples]
+    assert [s["prompt"] for s in our_samples] == their_prompts
 
 
 def test_few_shot_prompts_are_deterministic_and_never_show_the_answer_itself(tmp_path):

@@ -30,7 +30,7 @@ def model_fingerprint(path: str) -> dict:
     """SHA-256 over a model folder's config and weights (safetensors/bin), or the Hub id as given."""
     p = Path(path)
     if p.is_dir():
-        files = [f for f in p.iterdir() if f.is_file() and (f.suffix in (".safetensors", ".bin") or f.name in (
+        files = [f for f in p.iterdir() if f.is_file() and (f.suffix in (".safetensors", ".bin") and f.name != "training_args.bin" or f.name in (
             "config.json", "adapter_config.json", "tokenizer.json"))]
         return {"path": str(p.resolve()), "sha256": _sha256_files(files), "files": sorted(f.name for f in files)}
     return {"hub_id": path}

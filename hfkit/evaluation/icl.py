@@ -160,7 +160,7 @@ def demo_text(ex: Example, cfg: IclConfig, where: str) -> str:
 def build_prompts(examples: list[Example], demos: list[Example] | None, cfg: IclConfig,
                   task_name: str = "task", demos_name: str | None = None) -> list[str]:
     """Prompt of every example with `cfg.shots` demonstrations (from `demos`, else from the task file
-    itself without the example); deterministic for a given seed."""
+    itself without the example); deterministic for a given seed and the same as lm-eval's."""
     same_pool = demos is None
     pool = examples if same_pool else demos
     available = len(pool) - (1 if same_pool else 0)
@@ -170,6 +170,10 @@ def build_prompts(examples: list[Example], demos: list[Example] | None, cfg: Icl
         raise HfkitError(f"--shots {cfg.shots} but only {available} demonstrations are available in "
                          f"{demos_name or task_name}" + (" (the task file minus the example itself)" if same_pool else ""))
     selector = SimilarSelector([str(d.doc[cfg.input_field]) for d in pool]) if cfg.select == "similar" and cfg.shots else None
+    # random: lm-evaluation-harness's ContextSampler, so that a seed gives the same demonstrations there
+    # and here: one Random(seed) drawn from in example order; from the task's own pool it draws K+1 and
+    # drops the example itself (lm-eval does this when fewshot_split is the test split)
+    rnd = random.Random(cfg.seed)
     prompts = []
     for ex in examples:
         where = f"{task_name} example {ex.index + 1}"
@@ -178,9 +182,12 @@ def build_prompts(examples: list[Example], demos: list[Example] | None, cfg: Icl
             exclude = ex.index if same_pool else None
             if selector is not None:
                 chosen = selector.top(str(ex.doc[cfg.input_field]), cfg.shots, exclude)
+            elif same_pool:
+                chosen = [i for i in rnd.sample(range(len(pool)), cfg.shots + 1) if pool[i].doc != ex.doc][:cfg.shots]
+                if len(chosen) < cfg.shots:  # the example appears more than once in the pool
+                    chosen = rnd.sample([i for i in range(len(pool)) if pool[i].doc != ex.doc], cfg.shots)
             else:
-                candidates = [i for i in range(len(pool)) if i != exclude]
-                chosen = random.Random(f"{cfg.seed}-{ex.index}").sample(candidates, cfg.shots)
+                chosen = rnd.sample(range(len(pool)), cfg.shots)
         parts = [demo_text(pool[i], cfg, f"{demos_name or task_name} example {i + 1}") for i in chosen]
         parts.append(render(cfg.template, ex.doc, where) + (COT_TRIGGER if cfg.cot else ""))
         prompts.append(cfg.fewshot_delimiter.join(parts))
