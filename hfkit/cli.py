@@ -564,10 +564,20 @@ def _cmd_perplexity(args) -> int:
         result = {"kind": "corpus", **perplexity(model, tokenizer, ds["text"], args.block_size, args.stride,
                                                  args.batch_size, progress)}
     result.update(model=args.model, data=args.data, split=args.split)
-    if args.output:
+    result["metrics"] = {k: v for k, v in result.items() if k in ("perplexity", "nll", "tokens_scored")}  # for eval compare
+    out = args.output
+    if out is None and Path(args.model).is_dir():  # next to the model, where `eval compare` looks
+        from .io import check_writable_file
+
+        out = Path(args.model) / "eval" / "perplexity.json"
+        try:
+            check_writable_file(out, "report")
+        except HfkitError:
+            out = None
+    if out:
         from .io import write_json
 
-        write_json(args.output, result)
+        write_json(out, result)
     _emit(result, args.json, "perplexity")
     return 0
 

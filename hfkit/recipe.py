@@ -116,14 +116,27 @@ class SftConfig:
 
 
 @dataclass
+class IclTaskConfig:
+    task: str  # JSONL: question, answer, optional choices / rationale (see `hfkit eval icl`)
+    shots: int = 0
+    seed: int = 1234
+    select: Literal["random", "similar"] = "random"
+    template: Optional[str] = None  # default: "Question: {{question}}\nAnswer:"
+    demos: Optional[str] = None  # JSONL of demonstrations; default: the task file minus the example
+    limit: Optional[int] = None
+
+
+@dataclass
 class EvalConfig:
-    # generate on held-out records at the end of training (and before it) and score:
+    # sft: generate on held-out records at the end of training (and before it) and score:
     # bleu, chrf, ter, rouge, accuracy, exact_match, token_f1
     metrics: list[str] = field(default_factory=list)
     max_examples: Optional[int] = 200  # held-out records to generate for (None: all)
     max_new_tokens: int = 64
     num_beams: int = 1
     batch_size: int = 32
+    # any task: in-context evaluations run before and after training (as `hfkit eval icl` does)
+    icl: list[IclTaskConfig] = field(default_factory=list)
 
 
 @dataclass

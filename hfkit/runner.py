@@ -169,6 +169,35 @@ class Job:
     overview: list[tuple[str, Any]]
     generation_metrics: Callable[[Any], dict] | None = None  # held-out generation scores (before/after)
     sample_kwargs: dict = field(default_factory=dict)
+    icl: list = field(default_factory=list)  # (name, examples, demos, IclConfig) of the recipe's eval.icl
+
+
+def _icl_tasks(recipe: Recipe) -> list:
+    """The recipe's `eval.icl` tasks, loaded and checked (fields, shots) up front."""
+    from pathlib import Path as _P
+
+    from .evaluation.icl import DEFAULT_TEMPLATE, IclConfig, build_prompts, load_task
+
+    out, names = [], set()
+    for i, t in enumerate(recipe.eval.icl):
+        cfg = IclConfig(shots=t.shots, seed=t.seed, select=t.select, template=t.template or DEFAULT_TEMPLATE,
+                        limit=t.limit, batch_size=recipe.eval.batch_size)
+        examples = load_task(t.task)
+        demos = load_task(t.demos) if t.demos else None
+        build_prompts(examples[: t.limit] if t.limit else examples, demos, cfg, f"eval.icl.{i} ({t.task})", t.demos)
+        name = _P(t.task).stem
+        while name in names:
+            name += "_"
+        names.add(name)
+        out.append((name, examples, demos, cfg, t))
+    return out
+
+
+def _run_icl(job: "Job", model) -> dict:
+    from .evaluation.icl import evaluate_icl
+
+    return {name: evaluate_icl(model, job.tokenizer, ex, cfg, demos, t.task, t.demos)["metrics"]
+            for name, ex, demos, cfg, t in job.icl}
 
 
 def _adapt(recipe: Recipe, model, tokenizer, length: int, key: str):
@@ -275,7 +304,9 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
     seed = recipe.training.get("seed", TRAINING_DEFAULTS["seed"])
     set_seed(seed)
     t0 = time.time()
+    icl = _icl_tasks(recipe)  # checked before any long work
     job = _sft_job(recipe, seed) if recipe.task == "sft" else _clm_job(recipe, seed)
+    job.icl = icl
     args = training_arguments(recipe, job.validation is not None)
 
     out = Path(args.output_dir)
@@ -318,6 +349,8 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
     metrics: dict = {"parameters": n_params, "world_size": args.world_size, "data": job.stats}
     if job.generation_metrics and main_process:
         metrics["generation_before"] = job.generation_metrics(model)
+    if job.icl and main_process:
+        metrics["icl_before"] = _run_icl(job, model)
     import signal
     import threading
 
@@ -344,6 +377,8 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
     # evaluation by generation, sampling and writing happen once, on the main process
     if job.generation_metrics and main_process:
         metrics["generation_after"] = job.generation_metrics(model)
+    if job.icl and main_process:
+        metrics["icl_after"] = _run_icl(job, model)
     trainer.save_model(str(out))  # safetensors weights + config + tokenizer (with its chat template)
     if recipe.generate.prompts and main_process:
         g = recipe.generate
@@ -387,6 +422,10 @@ def _print_summary(metrics: dict, out: Path) -> None:
     for name, a in after.items():
         if isinstance(a, float) and name in before:
             rows.append((f"held-out {name} before -> after", f"{before[name]:.2f} -> {a:.2f}"))
+    for name, a in metrics.get("icl_after", {}).items():
+        b = metrics["icl_before"][name]
+        rows += [(f"icl {name} {k} before -> after", f"{b[k]:.1f} -> {a[k]:.1f}") for k in ("acc", "acc_norm", "exact_match")
+                 if k in a]
     rows += [("train loss (mean)", metrics["train"].get("train_loss")),
              ("train time (s)", metrics["train"].get("train_runtime")), ("output", str(out))]
     print_table("hfkit results", rows)

@@ -367,3 +367,27 @@ def test_sft_run_eval_block_and_eval_command_use_the_runs_own_prompt_format(tmp_
     preds = [json.loads(x) for x in (tmp_path / "preds.jsonl").read_text().splitlines()]
     assert [p["reference"] for p in preds] == [r["output"] for r in MEMO]
     assert rep["metrics"]["exact_match"] >= 5 / 6 * 100  # the memorised answers come back
+
+
+def test_recipe_eval_icl_block_runs_before_and_after_training(tmp_path, capsys):
+    import hfkit
+    from conftest import TINY_MODEL
+    from hfkit.evaluation.icl import IclConfig, evaluate_icl, load_task
+
+    _mc_task(tmp_path / "mc.jsonl", n=12)
+    out = tmp_path / "run"
+    m = hfkit.train("clm_pretrain", TINY_MODEL + [f"output_dir={out}", "max_steps=30",
+                                                  f"eval.icl=[{{task: {tmp_path / 'mc.jsonl'}, shots: 1}}]"], quiet=True)
+    assert set(m["icl_before"]) == set(m["icl_after"]) == {"mc"}
+    assert m["icl_after"]["mc"]["n"] == 12
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    again = evaluate_icl(AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out),
+                         load_task(tmp_path / "mc.jsonl"), IclConfig(shots=1))["metrics"]
+    assert again["acc"] == m["icl_after"]["mc"]["acc"] and again["acc_norm"] == m["icl_after"]["mc"]["acc_norm"]
+    capsys.readouterr()  # Trainer's log lines
+    rc, stdout, _ = run(["eval", "compare", out, out, "--png", tmp_path / "c.png", "--json"], capsys)
+    assert "icl_after.mc.acc" in json.loads(stdout)["metrics"]
+    rc, _, err = run(["train", "clm_pretrain", *TINY_MODEL, f"output_dir={tmp_path / 'bad'}",
+                      f"eval.icl=[{{task: {tmp_path / 'mc.jsonl'}, shots: 20}}]"], capsys)
+    assert rc == 2 and "--shots 20 but only 11 demonstrations" in err and not (tmp_path / "bad").exists()

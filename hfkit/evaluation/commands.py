@@ -218,7 +218,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-_RUN_SECTIONS = ("eval_before", "eval_after", "generation_before", "generation_after")
+_RUN_SECTIONS = ("eval_before", "eval_after", "generation_before", "generation_after", "icl_before", "icl_after")
 _SKIP = ("runtime", "per_second", "model_preparation_time", "epoch")
 
 

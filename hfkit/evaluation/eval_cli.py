@@ -10,9 +10,18 @@ from . import commands as c
 
 
 def _default_output(model: str | None, name: str) -> Path | None:
+    """Reports go into the model folder (`eval/NAME.json`), where `eval compare` finds them."""
     if model and Path(model).is_dir():
-        return Path(model) / "eval" / f"{name}.json"
+        return _if_writable(Path(model) / "eval" / f"{name}.json")
     return None
+
+
+def _if_writable(path: Path) -> Path | None:
+    try:
+        check_writable_file(path, "report")
+    except HfkitError:
+        return None  # a read-only folder: the report is printed, not written
+    return path
 
 
 def _finish(rep: dict, args, default: Path | None) -> int:
@@ -75,7 +84,8 @@ def _text(args) -> int:
         settings = {"metrics": metrics, "predictions": args.predictions, "references": args.references, **options}
         data = {"predictions": c.data_fingerprint(args.predictions),
                 "references": [c.data_fingerprint(r) for r in args.references]}
-        return _finish(c.report(args.metric, scores, settings, data=data), args, None)
+        default = _if_writable(Path(args.predictions).with_suffix(f".{args.metric}.json"))  # hyp.txt -> hyp.bleu.json
+        return _finish(c.report(args.metric, scores, settings, data=data), args, default)
     if not (args.model and args.data):
         raise HfkitError("give --predictions FILE --references FILE, or --model DIR --data SRC")
     scores, samples = c.evaluate_generation(
