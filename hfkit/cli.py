@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         from .runner import Interrupted
 
         if isinstance(e, Interrupted):
-            print(f"hfkit: {e}", file=sys.stderr)
+            if int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
+                print(f"hfkit: {e}", file=sys.stderr)
             return e.code
         raise
 
@@ -353,9 +354,33 @@ def _launch(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     check_writable_dir(recipe.training.get("output_dir", "trainer_output"), "recipe key 'training.output_dir'")
     cmd = launch_command(args)
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.num_processes or 1))))
-    return subprocess.call(cmd, env=env)
+    from accelerate.commands.launch import launch_command as accelerate_launch
+    from accelerate.commands.launch import launch_command_parser
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.num_processes or 1))))
+    # accelerate's launcher runs in this process: a SIGTERM/SIGINT here reaches its elastic agent, which
+    # passes it on to every rank (they save a checkpoint at the step boundary and stop together)
+    try:
+        accelerate_launch(launch_command_parser().parse_args(cmd[3:]))
+    except SignalException as e:
+        print(f"hfkit: launcher stopped by {signal_name(e.sigval)}; the ranks saved a checkpoint if they reached a "
+              f"step boundary: continue with resume_from_checkpoint=auto", file=sys.stderr)
+        return 128 + int(e.sigval)
+    except ChildFailedError as e:
+        codes = [f.exitcode for f in e.failures.values()]
+        return next((c for c in codes if c and c > 0), 1)  # the rank printed its own error line
+    return 0
+
+
+def signal_name(sig) -> str:
+    import signal
+
+    try:
+        return signal.Signals(int(sig)).name
+    except ValueError:
+        return f"signal {sig}"
 
 
 def _stdout_to_stderr():

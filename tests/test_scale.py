@@ -39,6 +39,33 @@ def test_two_processes_train_one_model_equal_to_one_process(tmp_path):
     assert [r["step"] for r in steps] == [5, 10, 15, 20]  # logged once, by the main process
 
 
+def test_sigterm_to_a_two_process_run_saves_one_checkpoint_from_both_ranks(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "hfkit", "train", "clm_pretrain", *RUN, "max_steps=100000",
+                          "per_device_train_batch_size=8", f"output_dir={out}", "--num-processes", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 180
+    while time.time() < deadline and not ((out / "log.jsonl").exists() and
+                                          (out / "log.jsonl").read_text().count("\n") >= 3):
+        time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=180)
+    assert p.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert stderr.count("interrupted by SIGTERM at step") == 1  # said once (rank 0), not once per rank
+    assert "Traceback" not in stderr
+    from transformers import AutoModelForCausalLM
+
+    from hfkit.runner import latest_complete_checkpoint
+
+    ck = latest_complete_checkpoint(out)
+    assert ck is not None and (ck / "rng_state_0.pth").is_file() and (ck / "rng_state_1.pth").is_file()
+    AutoModelForCausalLM.from_pretrained(ck)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_shipped_accelerate_configs_load_with_accelerates_parser(path):
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
@@ -98,9 +125,19 @@ def test_launch_command_and_bad_launch_input(capsys):
         assert message in err and err.count("\n") == 1, err
 
 
-def test_mixed_precision_is_switched_from_the_recipe():
+def test_mixed_precision_is_switched_from_the_recipe(tmp_path):
+    """training.bf16=true reaches accelerate: the MLP of a block computes in bfloat16 under autocast
+    (CPU autocast here), and float32 without it."""
+    from hfkit import runner
+    from hfkit.objectives.clm import CausalLMTrainer
     from hfkit.recipe import load_recipe
-    from hfkit.runner import training_arguments
 
-    assert training_arguments(load_recipe("clm_pretrain", ["bf16=true"]), True).mixed_precision == "bf16"
-    assert training_arguments(load_recipe("clm_pretrain", []), True).mixed_precision == "no"
+    for bf16, want in (("false", "float32"), ("true", "bfloat16")):
+        r = load_recipe("clm_pretrain", RUN + ["max_steps=2", f"bf16={bf16}", f"output_dir={tmp_path / bf16}"])
+        job = runner._clm_job(r, 42)
+        args = runner.training_arguments(r, False)
+        seen = set()
+        job.model.transformer.h[0].mlp.c_fc.register_forward_hook(lambda m, i, o: seen.add(str(o.dtype)))
+        trainer = CausalLMTrainer(model=job.model, args=args, train_dataset=job.train, data_collator=job.collator)
+        trainer.train()
+        assert seen == {f"torch.{want}"} and trainer.accelerator.mixed_precision == ("bf16" if bf16 == "true" else "no")
