@@ -86,7 +86,9 @@ class FirstEval(TrainerCallback):
 
 
 def latest_complete_checkpoint(output_dir: Path) -> Path | None:
-    """The newest checkpoint-N that Trainer finished writing (trainer_state.json is its last file)."""
+    """The newest complete checkpoint-N. Checkpoints are staged and renamed when complete
+    (`CausalLMTrainer`); a folder without trainer_state.json (copied, or written by another tool
+    and cut short) is still never picked."""
     found = []
     for d in output_dir.glob("checkpoint-*"):
         step = d.name.split("-", 1)[1]
@@ -169,13 +171,11 @@ class Job:
     overview: list[tuple[str, Any]]
     generation_metrics: Callable[[Any], dict] | None = None  # held-out generation scores (before/after)
     sample_kwargs: dict = field(default_factory=dict)
-    icl: list = field(default_factory=list)  # (name, examples, demos, IclConfig) of the recipe's eval.icl
+    icl: list = field(default_factory=list)  # (name, examples, demos, IclConfig, IclTaskConfig) per eval.icl task
 
 
 def _icl_tasks(recipe: Recipe) -> list:
     """The recipe's `eval.icl` tasks, loaded and checked (fields, shots) up front."""
-    from pathlib import Path as _P
-
     from .evaluation.icl import DEFAULT_TEMPLATE, IclConfig, build_prompts, load_task
 
     out, names = [], set()
@@ -185,7 +185,7 @@ def _icl_tasks(recipe: Recipe) -> list:
         examples = load_task(t.task)
         demos = load_task(t.demos) if t.demos else None
         build_prompts(examples[: t.limit] if t.limit else examples, demos, cfg, f"eval.icl.{i} ({t.task})", t.demos)
-        name = _P(t.task).stem
+        name = Path(t.task).stem
         while name in names:
             name += "_"
         names.add(name)
@@ -372,7 +372,7 @@ def _run(recipe: Recipe, args: TrainingArguments, out: Path, job: Job, t0: float
         metrics["eval_before"] = first_eval.metrics
     if job.validation is not None:
         metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")  # sharded over the ranks
-    if args.world_size > 1:
+    if args.world_size > 1 and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # replicated weights
         metrics["rank_weights_sha256"] = _rank_fingerprints(model)
     # evaluation by generation, sampling and writing happen once, on the main process
     if job.generation_metrics and main_process:

@@ -1,7 +1,6 @@
 """The evaluation suite: sacrebleu/rouge-score agreement, matching metrics, in-context evaluation
 (lm-eval's scoring), self-consistency, reports and compare, bad input."""
 import json
-import math
 import random
 import shutil
 import subprocess

@@ -107,7 +107,8 @@ def test_shipped_accelerate_configs_load_with_accelerates_parser(path):
 
 
 def test_launch_command_and_bad_launch_input(capsys):
-    from hfkit.cli import build_parser, launch_command, main
+    from hfkit.cli import build_parser, main
+    from hfkit.launch import launch_command
 
     args = build_parser().parse_args(["train", "sft", "max_steps=5", "--num-processes", "4", "--json"])
     cmd = launch_command(args)
