@@ -390,3 +390,33 @@ def test_recipe_eval_icl_block_runs_before_and_after_training(tmp_path, capsys):
     rc, _, err = run(["train", "clm_pretrain", *TINY_MODEL, f"output_dir={tmp_path / 'bad'}",
                       f"eval.icl=[{{task: {tmp_path / 'mc.jsonl'}, shots: 20}}]"], capsys)
     assert rc == 2 and "--shots 20 but only 11 demonstrations" in err and not (tmp_path / "bad").exists()
+
+
+def test_seq2seq_model_is_evaluated_by_generation_and_refused_by_loglikelihood_scores(tiny_model, tmp_path, capsys):
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from hfkit.evaluation.generation import generate
+    from hfkit.evaluation.metrics import corpus_metrics
+
+    _, tok = tiny_model
+    torch.manual_seed(0)
+    cfg = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                     decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
+    model = BartForConditionalGeneration(cfg)
+    model.save_pretrained(tmp_path / "bart")
+    tok.save_pretrained(tmp_path / "bart")
+    rows = [{"source": "The if statement", "target": "if"}, {"source": "A while loop repeats", "target": "while"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc, out, err = run(["eval", "chrf", "--model", tmp_path / "bart", "--data", tmp_path / "d.jsonl", "--input-field",
+                        "source", "--max-new-tokens", "4", "--json"], capsys)
+    assert rc == 0, err
+    preds = [o[0].strip() for o in generate(model.eval(), tok, [r["source"] for r in rows], max_new_tokens=4)]
+    assert json.loads(out)["metrics"]["chrf"] == corpus_metrics(preds, [r["target"] for r in rows], ("chrf",))["chrf"]
+    (tmp_path / "t.jsonl").write_text(json.dumps({"question": "q", "choices": ["a", "b"], "answer": 0}) + "\n")
+    rc, _, err = run(["eval", "icl", "--model", tmp_path / "bart", "--task", tmp_path / "t.jsonl"], capsys)
+    assert rc == 2 and "in-context evaluation scores a decoder-only (causal) LM" in err
+    rc, _, err = run(["eval", "perplexity", "--model", tmp_path / "bart", "--data", "default"], capsys)
+    assert rc == 2 and "perplexity scores a decoder-only (causal) LM" in err

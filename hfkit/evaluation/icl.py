@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import HfkitError
-from ..models import max_positions
+from ..models import max_positions, require_causal
 from .metrics import normalize_answer, token_f1
 
 DEFAULT_TEMPLATE = "Question: {{question}}\nAnswer:"
@@ -287,6 +287,7 @@ def evaluate_icl(model, tokenizer, examples: list[Example], cfg: IclConfig, demo
 
     if cfg.limit is not None:
         examples = examples[:cfg.limit]
+    require_causal(model, "in-context evaluation")
     mc = all(ex.choices for ex in examples)
     mode = cfg.mode if cfg.mode != "auto" else ("multiple_choice" if mc and not cfg.cot and not cfg.self_consistency
                                                 else "generate")

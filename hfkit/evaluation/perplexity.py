@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from ..errors import HfkitError
-from ..models import max_positions
+from ..models import max_positions, require_causal
 
 
 def doc_start_token_id(tokenizer) -> int:
@@ -33,6 +33,7 @@ def doc_start_token_id(tokenizer) -> int:
 def score_sequences(model: PreTrainedModel, inputs: list[list[int]], labels: list[list[int]],
                     batch_size: int = 8, progress: bool = False) -> tuple[float, int]:
     """Sum of next-token NLL over label positions != -100, and their count, in right-padded batches."""
+    require_causal(model, "perplexity")
     model.eval()
     total, count = 0.0, 0
     order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))  # similar lengths share a batch

@@ -80,7 +80,8 @@ def max_positions(config: PretrainedConfig) -> int | None:
 
 def load_model(path: str, revision: str | None = None, trust_remote_code: bool = False,
                    auto_class=AutoModelForCausalLM, **kw) -> PreTrainedModel:
-    """`AutoModelForCausalLM.from_pretrained` (or `auto_class`) with one-line errors for a folder that is no model."""
+    """`AutoModelForCausalLM.from_pretrained` (`AutoModelForSeq2SeqLM` for an encoder-decoder checkpoint,
+    or `auto_class`) with one-line errors for a folder that is no model."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise HfkitError(f"model path '{path}' is a file; give the model folder (with config.json)")
@@ -92,6 +93,12 @@ def load_model(path: str, revision: str | None = None, trust_remote_code: bool =
         path = str(p.resolve())  # so adapters trained on it record a base path that works from anywhere
     try:
         ensure_cached(path)
+        if auto_class is AutoModelForCausalLM:  # an encoder-decoder checkpoint generates through its seq2seq class
+            from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+            config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+            if getattr(config, "is_encoder_decoder", False):
+                auto_class = AutoModelForSeq2SeqLM
         return auto_class.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kw)
     except HfkitError:
         raise
@@ -102,7 +109,7 @@ def load_model(path: str, revision: str | None = None, trust_remote_code: bool =
         if not p.exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
             hint = (" — it is not in the local Hub cache and HF_HUB_OFFLINE=1: download it once online, or cache "
                     "a local copy with `hfkit hub import FOLDER --repo-id ID`")
-        raise HfkitError(f"cannot load a causal LM from '{path}'{hint}: {str(e).splitlines()[0][:200]}") from None
+        raise HfkitError(f"cannot load a model from '{path}'{hint}: {str(e).splitlines()[0][:200]}") from None
 
 
 def load_adapter_model(path: str, trust_remote_code: bool = False, **kw):
@@ -122,3 +129,10 @@ def load_adapter_model(path: str, trust_remote_code: bool = False, **kw):
     except (OSError, ValueError) as e:
         raise HfkitError(f"cannot load adapter '{path}' on base '{base}': {str(e).splitlines()[0][:200]}") from None
 
+
+
+def require_causal(model, what: str) -> None:
+    """Scores that read a decoder's next-token distribution over one sequence need a causal LM."""
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise HfkitError(f"{what} scores a decoder-only (causal) LM; this is an encoder-decoder model "
+                         f"({type(model).__name__}): evaluate it by generation (hfkit eval bleu/rouge/match)")
