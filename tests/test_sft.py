@@ -272,6 +272,13 @@ def test_chat_format_training_and_the_chat_command(tmp_path):
     assert p.returncode == 0, p.stderr
     replies = [line.split("model> ", 1)[1].strip() for line in p.stdout.splitlines() if "model> " in line]
     assert replies == ["cold stone", "empty glass"]
+    # `hfkit eval` rebuilds the chat prompts (template, generation prompt, stop tokens) from the run
+    from hfkit.cli import main
+
+    assert main(["eval", "match", "--model", str(tmp_path / "chat"), "--data", str(data), "--max-new-tokens", "20",
+                 "--output", str(tmp_path / "match.json")]) == 0
+    rep = json.loads((tmp_path / "match.json").read_text())
+    assert rep["metrics"]["n"] == len(MEMO) and rep["metrics"]["accuracy"] >= 5 / 6 * 100
 
 
 def test_data_gettext_command_writes_jsonl(tmp_path, capsys):

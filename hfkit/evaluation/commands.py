@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HfkitError
@@ -82,9 +83,18 @@ def score_files(predictions: str, references: list[str], metrics: list[str], **o
 
 # --- scoring a model's generations ----------------------------------------------------------------
 
-def generation_inputs(model_path: str, data: str, template: str | None, target_field: str,
-                      input_field: str | None, limit: int | None, seed: int = 42):
-    """(prompts, references, extractors, gen_kwargs, records) for generation-based evaluation.
+@dataclass
+class GenerationInputs:
+    prompts: list[str]
+    references: list[str]
+    extractors: list  # per prompt: the Template whose answer part to extract, or None (strip only)
+    gen_kwargs: dict
+    records: list[dict]
+
+
+def generation_inputs(model_path: str, tokenizer, data: str, template: str | None, target_field: str,
+                      input_field: str | None, limit: int | None) -> GenerationInputs:
+    """Prompts and references for generation-based evaluation.
 
     With `template` (Jinja over a record's fields) or `input_field` (the record's text as it is, e.g.
     for a seq2seq model) the reference is `target_field`. Without them the model folder's
@@ -107,7 +117,7 @@ def generation_inputs(model_path: str, data: str, template: str | None, target_f
         rows = [ds[i] for i in range(n)]
         prompts = [render(template, r, f"{where} record {i + 1}") if template else str(r[input_field])
                    for i, r in enumerate(rows)]
-        return prompts, [str(r[target_field]) for r in rows], [None] * n, {}, rows
+        return GenerationInputs(prompts, [str(r[target_field]) for r in rows], [None] * n, {}, rows)
     saved = Path(model_path) / "recipe.yaml"
     if not saved.is_file():
         raise HfkitError(f"give --template (with --target-field) or --input-field: '{model_path}' has no recipe.yaml "
@@ -120,44 +130,38 @@ def generation_inputs(model_path: str, data: str, template: str | None, target_f
         raise HfkitError(f"'{model_path}' was trained by a {recipe.task} recipe; give --template and --target-field")
     cfg = recipe.sft
     templates = sft.recipe_templates(cfg)
-    ds = sft.map_fields(ds.select(range(n)), cfg, templates, where)
-    ds = ds.add_column("_index", list(range(len(ds))))
-    return ds, cfg, templates
+    records = sft.map_fields(ds.select(range(n)), cfg, templates, where)
+    records = records.add_column("_index", list(range(len(records))))
+    chat = cfg.format == "chat"
+    if chat:
+        sft.setup_chat_template(tokenizer, None, cfg)  # the run saved its template (and its tokens) with the tokenizer
+    # the same prompts and template choice as the run's own `eval:` block
+    prompts, refs, extractors = sft.eval_prompts(records, tokenizer, cfg, templates, recipe.training.get("seed", 42), None)
+    gen_kw = {"add_special_tokens": not chat, "stop_token_ids": sft.chat_stop_ids(tokenizer) if chat else None}
+    return GenerationInputs(prompts, refs, extractors, gen_kw, [records[i] for i in range(len(records))])
 
 
 def evaluate_generation(model_path: str, data: str, metrics: list[str], template: str | None = None,
                         target_field: str = "target", input_field: str | None = None, limit: int | None = None,
                         batch_size: int = 16, max_new_tokens: int = 64, num_beams: int = 1,
-                        progress: bool = False, **options) -> tuple[dict, list[dict]]:
-    """Generate for every record of `data` in batches, extract the answers, score them."""
+                        **options) -> tuple[dict, list[dict], dict]:
+    """Generate for every record of `data` in batches, extract the answers, score them; returns
+    (scores, samples, data fingerprint)."""
     from ..data.tokenizer import load_tokenizer
     from ..models import load_model
     from .generation import generate
     from .metrics import corpus_metrics
 
-    got = generation_inputs(model_path, data, template, target_field, input_field, limit)
-    model = load_model(model_path)
     tokenizer = load_tokenizer(model_path)
-    if len(got) == 3:  # from the run's sft recipe
-        from ..objectives import sft
-
-        records, cfg, templates = got
-        if cfg.format == "chat":
-            sft.setup_chat_template(tokenizer, model, cfg)
-        prompts, refs, extractors = sft.eval_prompts(records, tokenizer, cfg, templates, 42, None)
-        chat = cfg.format == "chat"
-        gen_kw = {"add_special_tokens": not chat, "stop_token_ids": sft.chat_stop_ids(tokenizer) if chat else None}
-        rows = [records[i] for i in range(len(records))]
-    else:
-        prompts, refs, extractors, gen_kw, rows = got
-    outs = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                    num_beams=num_beams, **gen_kw)
-    preds = [t.extract_answer(o[0]) if t else o[0].strip() for o, t in zip(outs, extractors)]
-    scores = corpus_metrics(preds, refs, metrics, **options)
-    scores["n"] = len(refs)
-    samples = [{"prompt": p, "reference": r, "prediction": y} for p, r, y in zip(prompts, refs, preds)]
-    data_fp = data_fingerprint(data, rows)
-    return {**scores, "_data": data_fp}, samples
+    inputs = generation_inputs(model_path, tokenizer, data, template, target_field, input_field, limit)
+    model = load_model(model_path)
+    outs = generate(model, tokenizer, inputs.prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                    num_beams=num_beams, **inputs.gen_kwargs)
+    preds = [t.extract_answer(o[0]) if t else o[0].strip() for o, t in zip(outs, inputs.extractors)]
+    scores = corpus_metrics(preds, inputs.references, metrics, **options)
+    scores["n"] = len(inputs.references)
+    samples = [{"prompt": p, "reference": r, "prediction": y} for p, r, y in zip(inputs.prompts, inputs.references, preds)]
+    return scores, samples, data_fingerprint(data, inputs.records)
 
 
 # --- reports --------------------------------------------------------------------------------------

@@ -88,11 +88,10 @@ def _text(args) -> int:
         return _finish(c.report(args.metric, scores, settings, data=data), args, default)
     if not (args.model and args.data):
         raise HfkitError("give --predictions FILE --references FILE, or --model DIR --data SRC")
-    scores, samples = c.evaluate_generation(
+    scores, samples, data = c.evaluate_generation(
         args.model, args.data, metrics, template=args.template, target_field=args.target_field,
         input_field=args.input_field, limit=args.max_examples, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, **options)
-    data = scores.pop("_data")
     if args.save_predictions:
         atomic_write_text(args.save_predictions, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     settings = {"metrics": metrics, "template": args.template, "input_field": args.input_field,
