@@ -420,3 +420,15 @@ def test_seq2seq_model_is_evaluated_by_generation_and_refused_by_loglikelihood_s
     assert rc == 2 and "in-context evaluation scores a decoder-only (causal) LM" in err
     rc, _, err = run(["eval", "perplexity", "--model", tmp_path / "bart", "--data", "default"], capsys)
     assert rc == 2 and "perplexity scores a decoder-only (causal) LM" in err
+
+
+def test_per_class_report_from_label_files(tmp_path, capsys):
+    (tmp_path / "pred.txt").write_text("pos\npos\nneg\nneg\npos\n")
+    (tmp_path / "gold.txt").write_text("pos\nneg\nneg\nneg\npos\n")
+    rc, out, _ = run(["eval", "match", "--predictions", tmp_path / "pred.txt", "--references", tmp_path / "gold.txt",
+                      "--per-class", "--json"], capsys)
+    rep = json.loads(out)
+    assert rc == 0 and rep["metrics"]["accuracy"] == 80.0 and rep["metrics"]["n"] == 5
+    assert rep["metrics"]["per_class"]["neg"] == {"precision": 100.0, "recall": pytest.approx(200 / 3),
+                                                  "f1": pytest.approx(80.0), "support": 3}
+    assert json.loads((tmp_path / "pred.match.json").read_text())["metrics"]["accuracy"] == 80.0  # default report

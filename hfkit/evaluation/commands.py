@@ -65,9 +65,8 @@ def read_lines(path: str, what: str) -> list[str]:
         raise HfkitError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
-def score_files(predictions: str, references: list[str], metrics: list[str], **options) -> dict:
-    from .metrics import corpus_metrics
-
+def read_aligned(predictions: str, references: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Predictions and reference streams read from files, checked to align line by line."""
     preds = read_lines(predictions, "--predictions")
     streams = []
     for r in references:
@@ -78,7 +77,23 @@ def score_files(predictions: str, references: list[str], metrics: list[str], **o
             raise HfkitError(f"{predictions} has {len(preds)} lines but {r} has {len(refs)}: "
                              f"predictions and references must align line by line")
         streams.append(refs)
-    return corpus_metrics(preds, streams, metrics, **options)
+    return preds, streams
+
+
+def score_files(predictions: str, references: list[str], metrics: list[str], per_class: bool = False,
+                **options) -> dict:
+    """Corpus metrics of a predictions file against reference files (or a per-class report)."""
+    from .metrics import classification_report, corpus_metrics
+
+    preds, streams = read_aligned(predictions, references)
+    if per_class:
+        if len(streams) != 1:
+            raise HfkitError("--per-class takes one --references file")
+        scores = classification_report(preds, streams[0])
+    else:
+        scores = corpus_metrics(preds, streams, metrics, **options)
+    scores["n"] = len(preds)
+    return scores
 
 
 # --- scoring a model's generations ----------------------------------------------------------------

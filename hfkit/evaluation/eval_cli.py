@@ -65,22 +65,8 @@ def _text(args) -> int:
             raise HfkitError("give either --predictions/--references or --model/--data, not both")
         if not (args.predictions and args.references):
             raise HfkitError("--predictions and --references go together")
-        if getattr(args, "per_class", False):
-            from .metrics import classification_report
-
-            if len(args.references) != 1:
-                raise HfkitError("--per-class takes one --references file")
-            preds = c.read_lines(args.predictions, "--predictions")
-            refs = c.read_lines(args.references[0], "--references")
-            if not refs or not any(r.strip() for r in refs):
-                raise HfkitError(f"{args.references[0]}: the references are empty")
-            if len(preds) != len(refs):
-                raise HfkitError(f"{args.predictions} has {len(preds)} lines but {args.references[0]} has {len(refs)}: "
-                                 f"predictions and references must align line by line")
-            scores = classification_report(preds, refs)
-        else:
-            scores = c.score_files(args.predictions, args.references, metrics, **options)
-        scores["n"] = len(c.read_lines(args.predictions, "--predictions"))
+        scores = c.score_files(args.predictions, args.references, metrics,
+                               per_class=getattr(args, "per_class", False), **options)
         settings = {"metrics": metrics, "predictions": args.predictions, "references": args.references, **options}
         data = {"predictions": c.data_fingerprint(args.predictions),
                 "references": [c.data_fingerprint(r) for r in args.references]}
