@@ -432,3 +432,11 @@ def test_per_class_report_from_label_files(tmp_path, capsys):
     assert rep["metrics"]["per_class"]["neg"] == {"precision": 100.0, "recall": pytest.approx(200 / 3),
                                                   "f1": pytest.approx(80.0), "support": 3}
     assert json.loads((tmp_path / "pred.match.json").read_text())["metrics"]["accuracy"] == 80.0  # default report
+
+
+def test_every_public_name_resolves():
+    import hfkit
+
+    for name in hfkit.__all__:
+        assert getattr(hfkit, name) is not None, name
+    assert hfkit.corpus_metrics(["a b c d"], ["a b c d"], ("bleu",))["bleu"] == pytest.approx(100.0)
