@@ -39,3 +39,16 @@ def tiny_model(tiny_run):
     out, _ = tiny_run
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     return model, AutoTokenizer.from_pretrained(out)
+
+
+def tiny_bart(tok):
+    """A 1+1-layer BART (encoder-decoder) built from a config for `tok`, seeded, in eval mode."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                     decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
+    return BartForConditionalGeneration(cfg).eval()

@@ -393,19 +393,13 @@ def test_recipe_eval_icl_block_runs_before_and_after_training(tmp_path, capsys):
 
 
 def test_seq2seq_model_is_evaluated_by_generation_and_refused_by_loglikelihood_scores(tiny_model, tmp_path, capsys):
-    import torch
-    from transformers import BartConfig, BartForConditionalGeneration
+    from conftest import tiny_bart
 
     from hfkit.evaluation.generation import generate
     from hfkit.evaluation.metrics import corpus_metrics
 
     _, tok = tiny_model
-    torch.manual_seed(0)
-    cfg = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
-    model = BartForConditionalGeneration(cfg)
+    model = tiny_bart(tok)
     model.save_pretrained(tmp_path / "bart")
     tok.save_pretrained(tmp_path / "bart")
     rows = [{"source": "The if statement", "target": "if"}, {"source": "A while loop repeats", "target": "while"}]

@@ -43,20 +43,15 @@ def test_sampling_beams_and_multiple_returns(tiny_model):
 def test_encoder_decoder_models_generate_in_batches_too(tiny_model):
     """A seq2seq model (BART from a config) reads its right-padded input and returns only its output:
     batched equals one-by-one and equals a manual greedy decode."""
-    from transformers import BartConfig, BartForConditionalGeneration
+    from conftest import tiny_bart
 
     _, tok = tiny_model
-    torch.manual_seed(0)
-    cfg = BartConfig(vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     decoder_start_token_id=tok.eos_token_id, forced_eos_token_id=None)
-    model = BartForConditionalGeneration(cfg).eval()
+    model = tiny_bart(tok)
     batched = generate(model, tok, PROMPTS, batch_size=4, max_new_tokens=5)
     single = [generate(model, tok, [p], batch_size=1, max_new_tokens=5)[0] for p in PROMPTS]
     assert batched == single
     enc = tok(PROMPTS[2], add_special_tokens=False, return_tensors="pt")
-    dec = [cfg.decoder_start_token_id]
+    dec = [model.config.decoder_start_token_id]
     with torch.no_grad():
         for _ in range(5):
             nxt = int(model(**enc, decoder_input_ids=torch.tensor([dec])).logits[0, -1].argmax())
