@@ -213,7 +213,7 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
     would produce it) for every (context, continuation) pair, batched with right padding."""
     from tqdm.auto import tqdm
 
-    from .perplexity import doc_start_token_id
+    from .perplexity import doc_start_token_id, right_padded_batches
 
     limit = max_positions(model.config)
     seqs, conts = [], []
@@ -233,15 +233,9 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
         conts.append(k)
     model.eval()
     out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc="loglikelihood", disable=not progress, unit="batch"):
-        idx = order[start:start + batch_size]
-        width = max(len(seqs[i]) for i in idx)
-        ids = torch.full((len(idx), width), tokenizer.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros(len(idx), width, dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, :len(seqs[i])] = torch.as_tensor(seqs[i])
-            mask[r, :len(seqs[i])] = 1
+    batches = right_padded_batches(seqs, batch_size)
+    for idx, ids, mask in tqdm(batches, total=math.ceil(len(seqs) / batch_size), desc="loglikelihood",
+                               disable=not progress, unit="batch"):
         logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float().cpu()
         for r, i in enumerate(idx):
             n, target = len(seqs[i]), torch.as_tensor(conts[i])

@@ -29,6 +29,20 @@ def doc_start_token_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
+def right_padded_batches(seqs: list[list[int]], batch_size: int, fill: int = 0):
+    """Batches of similar length (longest first), right-padded: yields (indices, input_ids, mask).
+    Right padding leaves every real position's causal context as it is."""
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        ids = torch.full((len(idx), max(len(seqs[i]) for i in idx)), fill, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, i in enumerate(idx):
+            ids[r, :len(seqs[i])] = torch.as_tensor(seqs[i])
+            mask[r, :len(seqs[i])] = 1
+        yield idx, ids, mask
+
+
 @torch.no_grad()
 def score_sequences(model: PreTrainedModel, inputs: list[list[int]], labels: list[list[int]],
                     batch_size: int = 8, progress: bool = False) -> tuple[float, int]:
@@ -36,19 +50,12 @@ def score_sequences(model: PreTrainedModel, inputs: list[list[int]], labels: lis
     require_causal(model, "perplexity")
     model.eval()
     total, count = 0.0, 0
-    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))  # similar lengths share a batch
-    steps = range(0, len(order), batch_size)
-    for start in tqdm(steps, desc="perplexity", disable=not progress, unit="batch"):
-        idx = order[start:start + batch_size]
-        width = max(len(inputs[i]) for i in idx)
-        ids = torch.zeros(len(idx), width, dtype=torch.long)
-        lab = torch.full((len(idx), width), -100, dtype=torch.long)
-        mask = torch.zeros(len(idx), width, dtype=torch.long)
+    batches = right_padded_batches(inputs, batch_size)
+    for idx, ids, mask in tqdm(batches, total=math.ceil(len(inputs) / batch_size), desc="perplexity",
+                               disable=not progress, unit="batch"):
+        lab = torch.full_like(ids, -100)
         for r, i in enumerate(idx):
-            n = len(inputs[i])
-            ids[r, :n] = torch.as_tensor(inputs[i])
-            lab[r, :n] = torch.as_tensor(labels[i])
-            mask[r, :n] = 1
+            lab[r, :len(labels[i])] = torch.as_tensor(labels[i])
         ids, lab, mask = ids.to(model.device), lab.to(model.device), mask.to(model.device)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         target = lab[:, 1:]
