@@ -6,6 +6,7 @@ error, not an empty string (StrictUndefined).
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -16,6 +17,12 @@ from jinja2 import meta
 from ..errors import HfkitError
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@functools.lru_cache(maxsize=64)
+def compile_template(source: str) -> jinja2.Template:
+    """A Jinja template in hfkit's environment (StrictUndefined), compiled once per source string."""
+    return _ENV.from_string(source)
 
 ALPACA_PROMPT = (
     "{% if input %}Below is an instruction that describes a task, paired with an input that provides further "

@@ -111,9 +111,10 @@ def load_task(path: str | Path, input_field: str = "question") -> list[Example]:
 def render(template: str, doc: dict, where: str) -> str:
     import jinja2
 
+    from ..data.templates import compile_template
+
     try:
-        return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True).from_string(
-            template).render(**doc)
+        return compile_template(template).render(**doc)
     except jinja2.UndefinedError as e:
         raise HfkitError(f"{where}: the template uses a field the example lacks ({e.message})") from None
     except jinja2.TemplateSyntaxError as e:
