@@ -382,13 +382,11 @@ def doctor() -> dict:
 
 def _cmd_gettext(args) -> int:
     from .data.gettext_pairs import gettext_pairs
-    from .io import atomic_write_text
-
-    from .io import check_writable_file
+    from .io import check_writable_file, write_jsonl
 
     check_writable_file(args.output, "--output")
     ds, report = gettext_pairs(args.lang, args.locale_dir, max_chars=args.max_chars)
-    atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ds))
+    write_jsonl(args.output, ds)
     report = {**report, "catalogs_skipped": len(report["catalogs_skipped"]), "output": args.output}
     _emit(report, args.json, f"gettext en->{args.lang}")
     return 0

@@ -27,6 +27,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def write_jsonl(path: str | os.PathLike, rows) -> None:
+    """One JSON object per line (UTF-8 kept as is), written atomically."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+
 def check_writable_dir(path: str | os.PathLike, what: str) -> None:
     """Fail early, in one line, when `path` cannot become a folder we write to: a file in the way,
     or a parent we may not write into (tested by creating and removing a temporary folder)."""

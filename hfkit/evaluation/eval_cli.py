@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ..errors import HfkitError
-from ..io import atomic_write_text, check_writable_file, write_json
+from ..io import check_writable_file, write_json, write_jsonl
 from . import commands as c
 
 
@@ -28,16 +28,20 @@ def _finish(rep: dict, args, default: Path | None) -> int:
     out = args.output or default
     if out:
         write_json(out, rep)
-        rep_path = str(out)
-    else:
-        rep_path = None
     if args.json:
         print(json.dumps(rep, indent=2, ensure_ascii=False))
     else:
         c.print_report(rep)
-        if rep_path:
-            print(f"report: {rep_path}")
+        if out:
+            print(f"report: {out}")
     return 0
+
+
+def _check_outputs(**paths) -> None:
+    """Every file a command will write, checked before any work: {flag name: path or None}."""
+    for flag, path in paths.items():
+        if path:
+            check_writable_file(path, "--" + flag.replace("_", "-"))
 
 
 def run(args) -> int:
@@ -57,9 +61,7 @@ def _text(args) -> int:
             raise HfkitError(f"--metrics: unknown metric '{m}' (one of: {', '.join(TEXT_METRICS)})")
     options = {"tokenize": args.tokenize} if args.tokenize else {}
     options["rouge_stemmer"] = args.rouge_stemmer
-    for path in (args.output, args.save_predictions):
-        if path:
-            check_writable_file(path, "--output" if path == args.output else "--save-predictions")
+    _check_outputs(output=args.output, save_predictions=args.save_predictions)
     if args.predictions or args.references:
         if args.model or args.data:
             raise HfkitError("give either --predictions/--references or --model/--data, not both")
@@ -79,7 +81,7 @@ def _text(args) -> int:
         input_field=args.input_field, limit=args.max_examples, batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, **options)
     if args.save_predictions:
-        atomic_write_text(args.save_predictions, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+        write_jsonl(args.save_predictions, samples)
     settings = {"metrics": metrics, "template": args.template, "input_field": args.input_field,
                 "target_field": args.target_field, "max_examples": args.max_examples, "num_beams": args.num_beams,
                 "max_new_tokens": args.max_new_tokens, "decoding": "greedy" if args.num_beams == 1 else "beam", **options}
@@ -91,11 +93,9 @@ def _text(args) -> int:
 def _icl(args) -> int:
     from ..data.tokenizer import load_tokenizer
     from ..models import load_model
-    from .icl import DEFAULT_TEMPLATE, IclConfig, evaluate_icl, load_task
+    from .icl import DEFAULT_TEMPLATE, IclConfig, build_prompts, evaluate_icl, load_task
 
-    for path in (args.output, args.log_samples):
-        if path:
-            check_writable_file(path, "--output" if path == args.output else "--log-samples")
+    _check_outputs(output=args.output, log_samples=args.log_samples)
     if args.self_consistency < 0:
         raise HfkitError(f"--self-consistency must be >= 0, got {args.self_consistency}")
     if args.self_consistency and args.temperature <= 0:
@@ -107,14 +107,11 @@ def _icl(args) -> int:
                     limit=args.limit)
     examples = load_task(args.task, cfg.input_field)
     demos = load_task(args.demos, cfg.input_field) if args.demos else None
-    # check the prompts (fields, shots) before loading the model
-    from .icl import build_prompts
-
-    build_prompts(examples[:1] if demos is not None else examples, demos, cfg, args.task, args.demos)
+    build_prompts(examples[:1] if demos is not None else examples, demos, cfg, args.task, args.demos)  # fields, shots
     model, tokenizer = load_model(args.model), load_tokenizer(args.model)
     res = evaluate_icl(model, tokenizer, examples, cfg, demos, args.task, args.demos, progress=not args.json)
     if args.log_samples:
-        atomic_write_text(args.log_samples, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in res["samples"]))
+        write_jsonl(args.log_samples, res["samples"])
     data = {"task": c.data_fingerprint(args.task)}
     if args.demos:
         data["demos"] = c.data_fingerprint(args.demos)
@@ -123,9 +120,7 @@ def _icl(args) -> int:
 
 
 def _compare(args) -> int:
-    check_writable_file(args.png, "--png")
-    if args.output:
-        check_writable_file(args.output, "--output")
+    _check_outputs(png=args.png, output=args.output)
     cmp = c.compare(args.runs)
     c.plot_comparison(cmp, args.png)
     if args.output:
