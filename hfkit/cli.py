@@ -502,15 +502,9 @@ def _cmd_perplexity(args) -> int:
                                                  args.batch_size, progress)}
     result.update(model=args.model, data=args.data, split=args.split)
     result["metrics"] = {k: v for k, v in result.items() if k in ("perplexity", "nll", "tokens_scored")}  # for eval compare
-    out = args.output
-    if out is None and Path(args.model).is_dir():  # next to the model, where `eval compare` looks
-        from .io import check_writable_file
+    from .evaluation.eval_cli import default_output
 
-        out = Path(args.model) / "eval" / "perplexity.json"
-        try:
-            check_writable_file(out, "report")
-        except HfkitError:
-            out = None
+    out = args.output or default_output(args.model, "perplexity")  # next to the model, where `eval compare` looks
     if out:
         from .io import write_json
 

@@ -11,9 +11,6 @@ from pathlib import Path
 
 from ..errors import HfkitError
 
-TEXT_COMMANDS = {"bleu": ["bleu"], "chrf": ["chrf"], "ter": ["ter"], "rouge": ["rouge"],
-                 "match": ["accuracy", "exact_match", "token_f1"]}
-
 
 # --- fingerprints ---------------------------------------------------------------------------------
 
@@ -27,12 +24,18 @@ def _sha256_files(files: list[Path]) -> str:
     return h.hexdigest()
 
 
+def _identifies_model(f: Path) -> bool:
+    """Weights (not the pickled training_args.bin), config and tokenizer: what makes the model what it is."""
+    if f.name in ("config.json", "adapter_config.json", "tokenizer.json"):
+        return True
+    return f.suffix in (".safetensors", ".bin") and f.name != "training_args.bin"
+
+
 def model_fingerprint(path: str) -> dict:
     """SHA-256 over a model folder's config and weights (safetensors/bin), or the Hub id as given."""
     p = Path(path)
     if p.is_dir():
-        files = [f for f in p.iterdir() if f.is_file() and (f.suffix in (".safetensors", ".bin") and f.name != "training_args.bin" or f.name in (
-            "config.json", "adapter_config.json", "tokenizer.json"))]
+        files = [f for f in p.iterdir() if f.is_file() and _identifies_model(f)]
         return {"path": str(p.resolve()), "sha256": _sha256_files(files), "files": sorted(f.name for f in files)}
     return {"hub_id": path}
 

@@ -9,7 +9,7 @@ from ..io import check_writable_file, write_json, write_jsonl
 from . import commands as c
 
 
-def _default_output(model: str | None, name: str) -> Path | None:
+def default_output(model: str | None, name: str) -> Path | None:
     """Reports go into the model folder (`eval/NAME.json`), where `eval compare` finds them."""
     if model and Path(model).is_dir():
         return _if_writable(Path(model) / "eval" / f"{name}.json")
@@ -87,7 +87,7 @@ def _text(args) -> int:
                 "max_new_tokens": args.max_new_tokens, "decoding": "greedy" if args.num_beams == 1 else "beam", **options}
     rep = c.report(args.metric, scores, settings, model=args.model, data=data)
     rep["examples"] = samples[:5]
-    return _finish(rep, args, _default_output(args.model, args.metric))
+    return _finish(rep, args, default_output(args.model, args.metric))
 
 
 def _icl(args) -> int:
@@ -116,7 +116,7 @@ def _icl(args) -> int:
     if args.demos:
         data["demos"] = c.data_fingerprint(args.demos)
     rep = c.report("icl", res["metrics"], res["settings"], model=args.model, data=data)
-    return _finish(rep, args, _default_output(args.model, f"icl_{Path(args.task).stem}"))
+    return _finish(rep, args, default_output(args.model, f"icl_{Path(args.task).stem}"))
 
 
 def _compare(args) -> int:
