@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/hfkit train recipes/clm_pretrain.yaml
+	$(VENV)/bin/hfkit train clm_pretrain
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

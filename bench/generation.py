@@ -34,8 +34,8 @@ def main() -> None:
 
     from hfkit.data.sources import default_corpus_documents
     from hfkit.data.tokenizer import train_tokenizer
-    from hfkit.evaluation.generation import generate
-    from hfkit.evaluation.perplexity import perplexity
+    from hfkit.inference.generation import generate
+    from hfkit.inference.scoring import perplexity
 
     docs = default_corpus_documents()
     if a.model:

@@ -25,11 +25,12 @@ def worker(method: str, steps: int, batch_size: int, block: int) -> dict:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from hfkit.adapters import apply_adapter
-    from hfkit.recipe import AdapterConfig
+    from hfkit.adapters import AdapterConfig
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=8192, n_embd=512, n_layer=8, n_head=8, n_positions=block + 32))
-    model, counts = apply_adapter(model, AdapterConfig(method=method, r=16, num_virtual_tokens=20))
+    options = {"r": 16} if method == "lora" else {"num_virtual_tokens": 20} if method.endswith("_tuning") else {}
+    model, counts = apply_adapter(model, AdapterConfig.from_dict({"method": method, **options}))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     g = torch.Generator().manual_seed(0)
     data = torch.randint(0, 8192, (steps + 2, batch_size, block), generator=g)

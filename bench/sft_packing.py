@@ -53,8 +53,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, LlamaConfig, Trainer, TrainingArguments
 
     from hfkit.data.tokenizer import train_tokenizer
-    from hfkit.objectives.sft import PaddingFreeCollator, recipe_templates, sft_collator, tokenize_sft
-    from hfkit.recipe import SftConfig
+    from hfkit.tasks.sft import PaddingFreeCollator, SftConfig, recipe_templates, sft_collator, tokenize_sft
 
     rows = pairs(8000)
     tok = train_tokenizer((r["prompt"] + r["completion"] for r in rows), "bpe", 4000)
@@ -81,10 +80,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, collator, extra in [
             ("hfkit padding-free (rows <= max_length)",
-             sft_collator(SftConfig(packing="padding_free", max_length=args.max_length), tok), {}),
+             sft_collator(SftConfig(padding_free=True, max_length=args.max_length), tok), {}),
             ("hfkit padding-free (one row per batch)", PaddingFreeCollator(return_position_ids=True, separator_id=-100), {}),
-            ("hfkit padded", sft_collator(SftConfig(packing="padded"), tok), {}),
-            ("hfkit padded, length-grouped", sft_collator(SftConfig(packing="padded"), tok),
+            ("hfkit padded", sft_collator(SftConfig(padding_free=False), tok), {}),
+            ("hfkit padded, length-grouped", sft_collator(SftConfig(padding_free=False), tok),
              {"train_sampling_strategy": "group_by_length"}),
         ]:
             t = Trainer(model=model(), args=TrainingArguments(output_dir=f"{tmp}/{len(results)}", **common, **extra),

@@ -1,21 +1,119 @@
-"""How much of a model trains: full, selective (a frozen subset), or a peft adapter.
+"""How much of a model trains: full, selective (a frozen subset), or any peft method by name.
 
-One registry (`METHODS`), one entry point (`apply_adapter`). LoRA, IA3, prompt and prefix tuning are
-peft's own; selective freezing is plain `requires_grad`. Every run reports trainable / total.
+One entry point (`apply_adapter`). `adapter.method` is `full`, `selective` (hfkit's own: plain
+`requires_grad`), or the name of a peft method (`lora`, `adalora`, `loha`, `lokr`, `vera`, `oft`,
+`ia3`, `prompt_tuning`, `prefix_tuning`, `p_tuning`, ...: every `peft.PeftType`, lower case). For a
+peft method every other key of the section is a field of that method's peft config class, under
+peft's own name (`r`, `lora_alpha`, `lora_dropout`, `target_modules`, `num_virtual_tokens`, ...),
+checked against the class when the recipe is read. Every run reports trainable / total.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from transformers import PreTrainedModel
 
 from .errors import HfkitError
-from .recipe import AdapterConfig
+from .schema import check_fields, one_line
 
 _LAYER = re.compile(r"\.(?:layers|h|layer|block)\.(\d+)\.")
 _HEADS = ("lm_head", "score", "classifier", "qa_outputs", "cls")
+HFKIT_METHODS = ("full", "selective")
+DEFAULT_VIRTUAL_TOKENS = 20  # prompt/prefix/p-tuning without num_virtual_tokens
+# peft config fields that hfkit (or peft itself) sets: not recipe keys
+_PEFT_INTERNAL = ("task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
+                  "inference_mode")
+
+
+def peft_methods() -> dict[str, type]:
+    """Every peft method by its recipe name (`PeftType` in lower case) -> its config class."""
+    from peft import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    return {t.value.lower(): cls for t, cls in PEFT_TYPE_TO_CONFIG_MAPPING.items()}
+
+
+@dataclass
+class AdapterConfig:
+    """Recipe section `adapter`. Keys other than these are the peft method's own config fields."""
+    method: str = "full"  # full | selective | a peft method: lora, adalora, loha, lokr, vera, oft, ia3, prompt_tuning, ...
+    # selective: what stays trainable (everything else frozen)
+    trainable_patterns: list[str] = field(default_factory=list)  # regexes on parameter names
+    trainable_last_layers: Optional[int] = None  # the last N transformer blocks
+    train_head: bool = False  # the output head (tied to the input embeddings in GPT-2)
+    options: dict = field(default_factory=dict)  # the peft config's fields (r, lora_alpha, ...), by peft's names
+
+    EXTRA_FIELD = "options"
+    RENAMED = {"alpha": "lora_alpha", "dropout": "lora_dropout", "init_text": "prompt_tuning_init_text"}
+
+    @classmethod
+    def from_dict(cls, data: dict, prefix: str = "adapter") -> "AdapterConfig":
+        from .schema import build_dataclass
+
+        return build_dataclass(cls, data, prefix)
+
+    @property
+    def is_peft(self) -> bool:
+        return self.method not in HFKIT_METHODS
+
+    def validate(self, prefix: str) -> None:
+        methods = peft_methods()
+        if self.method not in HFKIT_METHODS and self.method not in methods:
+            raise HfkitError(f"recipe key '{prefix}.method': unknown method '{self.method}' (hfkit: "
+                             f"{', '.join(HFKIT_METHODS)}; peft: {', '.join(sorted(methods))})")
+        if self.is_peft:
+            from peft import PromptLearningConfig
+
+            cls = methods[self.method]
+            self.options = check_fields(cls, self.options, prefix, skip=_PEFT_INTERNAL)
+            if issubclass(cls, PromptLearningConfig) and self.options.get("num_virtual_tokens") is None:
+                self.options["num_virtual_tokens"] = DEFAULT_VIRTUAL_TOKENS  # peft has no default
+            if self.trainable_patterns or self.trainable_last_layers or self.train_head:
+                raise HfkitError(f"recipe keys '{prefix}.trainable_*'/'{prefix}.train_head' belong to "
+                                 f"method selective, not {self.method}")
+        elif self.options:
+            key = next(iter(self.options))
+            hint = (f" (a field of peft methods; this is method {self.method})"
+                    if any(key in {f.name for f in dataclasses.fields(c)} for c in methods.values()) else "")
+            raise HfkitError(f"unknown recipe key '{prefix}.{key}'{hint}")
+
+    @property
+    def virtual_tokens(self) -> int:
+        """Tokens a prompt-learning method puts in front of every sequence (0 for the others)."""
+        if not self.is_peft:
+            return 0
+        from peft import PromptLearningConfig
+
+        if not issubclass(peft_methods()[self.method], PromptLearningConfig):
+            return 0
+        return int(self.options.get("num_virtual_tokens") or DEFAULT_VIRTUAL_TOKENS)
+
+
+def peft_config(cfg: AdapterConfig, model, task_type: str, max_steps: int | None = None):
+    """The peft config of the recipe's method for `model`: the recipe's fields, the task's peft task
+    type, and defaults where peft needs one per architecture (target modules, GPT-2's Conv1D)."""
+    cls = peft_methods()[cfg.method]
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw = dict(cfg.options)
+    if kw.get("target_modules"):
+        _check_targets(model, kw["target_modules"] if isinstance(kw["target_modules"], list) else [kw["target_modules"]])
+    elif cfg.method == "lora":
+        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as known
+
+        kw["target_modules"] = known.get(model.config.model_type, "all-linear")  # peft's per-architecture default
+    if "fan_in_fan_out" in names and "fan_in_fan_out" not in kw:
+        kw["fan_in_fan_out"] = model.config.model_type == "gpt2"  # GPT-2's Conv1D stores weights transposed
+    if "total_step" in names and kw.get("total_step") is None and max_steps and max_steps > 0:
+        kw["total_step"] = max_steps  # AdaLoRA's rank schedule spans the run
+    if kw.get("prompt_tuning_init_text") and "prompt_tuning_init" in names:
+        kw.setdefault("prompt_tuning_init", "TEXT")
+    try:
+        return cls(task_type=task_type, **kw)
+    except (ValueError, TypeError) as e:
+        raise HfkitError(f"recipe section 'adapter' (peft {cls.__name__}): {one_line(e)}") from None
 
 
 def parameter_counts(model: torch.nn.Module) -> dict:
@@ -35,12 +133,14 @@ def linear_module_names(model: torch.nn.Module) -> list[str]:
 def _check_targets(model, targets: list[str]) -> None:
     modules = [n for n, _ in model.named_modules()]
     for t in targets:
+        if t == "all-linear":
+            continue
         if not any(n == t or n.endswith("." + t) for n in modules):
             raise HfkitError(f"recipe key 'adapter.target_modules': '{t}' matches no module of "
                              f"{type(model).__name__} (linear modules: {', '.join(linear_module_names(model))})")
 
 
-def _selective(model: PreTrainedModel, cfg: AdapterConfig, tokenizer) -> PreTrainedModel:
+def _selective(model: PreTrainedModel, cfg: AdapterConfig) -> PreTrainedModel:
     layer_ids = sorted({int(m.group(1)) for n, _ in model.named_parameters() if (m := _LAYER.search(n))})
     keep_layers = set(layer_ids[-cfg.trainable_last_layers:]) if cfg.trainable_last_layers else set()
     patterns = [re.compile(p) for p in cfg.trainable_patterns]
@@ -62,62 +162,22 @@ def _selective(model: PreTrainedModel, cfg: AdapterConfig, tokenizer) -> PreTrai
     return model
 
 
-def _lora(model, cfg: AdapterConfig, tokenizer):
-    from peft import LoraConfig, get_peft_model
+def apply_adapter(model: PreTrainedModel, cfg: AdapterConfig, tokenizer=None, task_type: str = "CAUSAL_LM",
+                  max_steps: int | None = None):
+    """Return the model to train (a PeftModel for peft methods) and its parameter counts."""
+    if cfg.method == "selective":
+        model = _selective(model, cfg)
+    elif cfg.is_peft:
+        from peft import get_peft_model
 
-    targets = cfg.target_modules
-    if targets:
-        _check_targets(model, targets)
-    else:
-        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as known
-
-        targets = known.get(model.config.model_type, "all-linear")  # peft's per-architecture defaults
-    lc = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
-                    use_dora=cfg.use_dora, task_type="CAUSAL_LM", fan_in_fan_out=model.config.model_type == "gpt2")
-    return get_peft_model(model, lc)
-
-
-def _ia3(model, cfg: AdapterConfig, tokenizer):
-    from peft import IA3Config, get_peft_model
-
-    if cfg.target_modules:
-        _check_targets(model, cfg.target_modules)
-    kw = {"target_modules": cfg.target_modules, "feedforward_modules": cfg.feedforward_modules} if cfg.target_modules else {}
-    return get_peft_model(model, IA3Config(task_type="CAUSAL_LM", fan_in_fan_out=model.config.model_type == "gpt2", **kw))
-
-
-def _prompt_tuning(model, cfg: AdapterConfig, tokenizer):
-    from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
-
-    kw = {}
-    if cfg.init_text:
-        kw = {"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": cfg.init_text,
-              "tokenizer_name_or_path": tokenizer.name_or_path}
-    return get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.num_virtual_tokens, **kw))
-
-
-def _prefix_tuning(model, cfg: AdapterConfig, tokenizer):
-    from peft import PrefixTuningConfig, get_peft_model
-
-    return get_peft_model(model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.num_virtual_tokens))
-
-
-METHODS: dict[str, Callable] = {
-    "full": lambda model, cfg, tok: model,
-    "selective": _selective,
-    "lora": _lora,
-    "ia3": _ia3,
-    "prompt_tuning": _prompt_tuning,
-    "prefix_tuning": _prefix_tuning,
-}
-VIRTUAL_TOKEN_METHODS = ("prompt_tuning", "prefix_tuning")
-
-
-def apply_adapter(model: PreTrainedModel, cfg: AdapterConfig, tokenizer=None):
-    """Return the model to train (a PeftModel for adapter methods) and its parameter counts."""
-    if cfg.method not in METHODS:
-        raise HfkitError(f"unknown adapter.method '{cfg.method}' (expected one of: {', '.join(METHODS)})")
-    model = METHODS[cfg.method](model, cfg, tokenizer)
+        pc = peft_config(cfg, model, task_type, max_steps)
+        if getattr(pc, "prompt_tuning_init_text", None) and tokenizer is not None:
+            pc.tokenizer_name_or_path = tokenizer.name_or_path
+        try:
+            model = get_peft_model(model, pc)
+        except (ValueError, TypeError, KeyError, NotImplementedError, AttributeError) as e:
+            raise HfkitError(f"adapter.method={cfg.method} cannot be applied to {type(model).__name__}: "
+                             f"{one_line(e)}") from None
     return model, {"method": cfg.method, **parameter_counts(model)}
 
 
@@ -132,7 +192,7 @@ def lora_parameter_formula(model) -> int:
 
 
 def merge_adapter(run_dir: str, output: str | None = None) -> dict:
-    """`merge_and_unload` a LoRA/IA3 run into a plain model (safetensors) + tokenizer, written atomically."""
+    """`merge_and_unload` an adapter run (LoRA, IA3, LoHa, ...) into a plain model (safetensors) + tokenizer, written atomically."""
     import os
     import shutil
     from pathlib import Path
@@ -147,11 +207,15 @@ def merge_adapter(run_dir: str, output: str | None = None) -> dict:
 
     check_writable_dir(output or run / "merged", "--output")
     model = load_model(str(run))
-    kind = model.peft_config["default"].peft_type.value.lower()
-    if kind not in ("lora", "ia3"):
+    pc = model.peft_config["default"]
+    kind = pc.peft_type.value.lower()
+    if pc.is_prompt_learning:
         raise HfkitError(f"a {kind} adapter adds virtual tokens and cannot be merged into the weights; "
                          f"load it with peft.AutoPeftModelForCausalLM instead")
-    merged = model.merge_and_unload()
+    try:
+        merged = model.merge_and_unload()
+    except (ValueError, TypeError, NotImplementedError, AttributeError) as e:
+        raise HfkitError(f"a {kind} adapter cannot be merged: {one_line(e)}") from None
     out = Path(output) if output else run / "merged"
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

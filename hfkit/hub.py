@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from .errors import HfkitError
-from .recipe import looks_like_hub_id
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def looks_like_hub_id(s: str) -> bool:
+    return bool(_HUB_ID.match(s)) and not s.startswith((".", "/"))
 
 
 def hub_cache_dir() -> Path:

@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
 from hfkit.adapters import apply_adapter, lora_parameter_formula, merge_adapter
 from hfkit.errors import HfkitError
-from hfkit.recipe import AdapterConfig
+from hfkit.adapters import AdapterConfig
 
 
 def tiny(arch="llama"):
@@ -34,10 +34,10 @@ def _one_step(model):
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 @pytest.mark.parametrize("cfg", [
-    AdapterConfig(method="lora", r=4), AdapterConfig(method="lora", r=4, use_dora=True),
-    AdapterConfig(method="ia3"), AdapterConfig(method="prompt_tuning"),
-    AdapterConfig(method="prefix_tuning", num_virtual_tokens=5),
-    AdapterConfig(method="selective", trainable_last_layers=1), AdapterConfig(method="selective", trainable_patterns=["norm", "ln_f"]),
+    AdapterConfig.from_dict({"method": "lora", "r": 4}), AdapterConfig.from_dict({"method": "lora", "r": 4, "use_dora": True}),
+    AdapterConfig.from_dict({"method": "ia3"}), AdapterConfig.from_dict({"method": "prompt_tuning"}),
+    AdapterConfig.from_dict({"method": "prefix_tuning", "num_virtual_tokens": 5}),
+    AdapterConfig.from_dict({"method": "selective", "trainable_last_layers": 1}), AdapterConfig.from_dict({"method": "selective", "trainable_patterns": ["norm", "ln_f"]}),
 ], ids=["lora", "dora", "ia3", "prompt", "prefix", "last_layer", "patterns"])
 def test_only_intended_parameters_train(arch, cfg):
     model, counts = apply_adapter(tiny(arch), cfg)
@@ -70,7 +70,7 @@ def test_lora_parameter_count_is_r_times_d_plus_k(arch, targets):
             shapes[name] = (leaf, m.in_features, m.out_features)
         elif isinstance(m, Conv1D):
             shapes[name] = (leaf, m.weight.shape[0], m.weight.shape[1])
-    model, counts = apply_adapter(base, AdapterConfig(method="lora", r=r, target_modules=targets))
+    model, counts = apply_adapter(base, AdapterConfig.from_dict({"method": "lora", "r": r, "target_modules": targets}))
     adapted = targets or {"llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}[arch]
     expected = sum(r * (d + k) for leaf, d, k in shapes.values() if leaf in adapted)
     assert counts["trainable"] == expected == lora_parameter_formula(model)
@@ -79,7 +79,7 @@ def test_lora_parameter_count_is_r_times_d_plus_k(arch, targets):
 def test_target_modules_that_match_nothing_list_the_real_ones():
     with pytest.raises(HfkitError, match=r"'query' matches no module of LlamaForCausalLM \(linear modules: "
                                          r"down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj\)"):
-        apply_adapter(tiny(), AdapterConfig(method="lora", target_modules=["query"]))
+        apply_adapter(tiny(), AdapterConfig.from_dict({"method": "lora", "target_modules": ["query"]}))
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,8 @@ def test_adapter_methods_need_a_pretrained_base_and_known_names():
 
     with pytest.raises(HfkitError, match="adapter.method=lora needs a pretrained base"):
         load_recipe("clm_pretrain", ["adapter.method=lora"])
-    with pytest.raises(HfkitError, match="recipe key 'adapter.method' expects one of 'full', 'selective', 'lora'"):
+    with pytest.raises(HfkitError, match=r"recipe key 'adapter.method': unknown method 'qlora' \(hfkit: full, "
+                                         r"selective; peft: .*lora.*\)"):
         load_recipe("clm_pretrain", ["adapter.method=qlora"])
     with pytest.raises(HfkitError, match="padding-free packing cannot place"):
         load_recipe("sft", ["adapter.method=prompt_tuning", "model.name_or_path=x/y"])
@@ -194,7 +195,7 @@ def test_minilm_loads_by_hub_id_offline_and_embeds(tmp_path, monkeypatch):
 
 
 def test_ia3_merge_equals_adapter_outputs(tmp_path):
-    model, _ = apply_adapter(tiny("llama"), AdapterConfig(method="ia3"))
+    model, _ = apply_adapter(tiny("llama"), AdapterConfig.from_dict({"method": "ia3"}))
     for n, p in model.named_parameters():
         if "ia3_l" in n:
             torch.nn.init.uniform_(p, 0.5, 1.5)

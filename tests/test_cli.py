@@ -89,7 +89,9 @@ def test_real_entry_point_exits_2_without_traceback(tmp_path):
 def test_recipes_lists_shipped_recipes(capsys):
     rc, out, _ = run(["recipes", "--json"], capsys)
     assert rc == 0 and "clm_pretrain" in json.loads(out)
-    assert json.loads(out)["clm_pretrain"].startswith("Pretrain")
+    listed = json.loads(out)["clm_pretrain"]
+    assert listed["description"].startswith("Pretrain") and listed["task"] == "clm"
+    assert listed["path"].endswith("hfkit/recipes/clm_pretrain.yaml")
 
 
 def test_eval_and_generate_commands(tiny_run, tmp_path, capsys):
@@ -99,12 +101,15 @@ def test_eval_and_generate_commands(tiny_run, tmp_path, capsys):
     assert rc == 0
     res = json.loads(out)
     assert res == json.loads((tmp_path / "ppl.json").read_text())
-    assert res["kind"] == "corpus" and 1 < res["perplexity"] < 400 and res["stride"] == 32
+    # the same report shape as every eval: metrics, settings, fingerprints; named after its settings
+    assert res["kind"] == "perplexity" and res["settings"]["kind"] == "corpus" and res["settings"]["stride"] == 32
+    assert 1 < res["metrics"]["perplexity"] < 400 and res["name"] == "perplexity_default_validation_block64_stride32"
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"prefix": "The if", "continuation": " statement"}\n{"prefix": "", "continuation": "Hello"}\n')
     rc, out, _ = run(["eval", "perplexity", "--model", str(run_dir), "--data", str(pairs),
                       "--continuation-field", "continuation", "--json"], capsys)
-    assert rc == 0 and json.loads(out)["kind"] == "conditional" and json.loads(out)["examples"] == 2
+    cond = json.loads(out)
+    assert rc == 0 and cond["settings"]["kind"] == "conditional" and cond["settings"]["examples"] == 2
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("The if statement\nA function\n")
     rc, out, _ = run(["generate", "--model", str(run_dir), "--prompts-file", str(prompts), "--json",

@@ -10,7 +10,8 @@ from hfkit.data.packing import pack_sequences, packed_lm_collator, tokenize_docu
 from hfkit.data.sources import load_source, source_from_spec
 from hfkit.data.tokenizer import train_tokenizer
 from hfkit.errors import HfkitError
-from hfkit.recipe import DataConfig, SourceConfig
+from hfkit.data.corpus import DataConfig
+from hfkit.data.sources import SourceConfig
 
 
 @pytest.fixture(scope="module")

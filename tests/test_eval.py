@@ -69,7 +69,7 @@ def test_bleu_chrf_ter_equal_the_sacrebleu_cli(text_files, nrefs, capsys):
 
 
 def test_hand_checked_bleu_ter_and_matching():
-    from hfkit.evaluation.metrics import classification_report, corpus_metrics, token_f1
+    from hfkit.evaluation.text_metrics import classification_report, corpus_metrics, token_f1
 
     # n-gram precisions 5/6, 3/5, 2/4, 1/3, same length (BP 1): BLEU = (1/12)^(1/4)
     s = corpus_metrics(["the cat sat on the mat"], ["the cat sat on a mat"], ("bleu", "ter", "exact_match", "accuracy"))
@@ -107,8 +107,8 @@ def test_rouge_equals_rouge_score(text_files, capsys):
 def test_metrics_as_evaluate_modules_offline(text_files):
     import evaluate
 
-    from hfkit.evaluation.hf_metrics import MODULES, module_path
-    from hfkit.evaluation.metrics import corpus_metrics
+    from hfkit.evaluation.evaluate_modules import MODULES, module_path
+    from hfkit.evaluation.text_metrics import corpus_metrics
 
     preds = (text_files / "preds.txt").read_text().splitlines()[:30]
     refs = (text_files / "refs.txt").read_text().splitlines()[:30]
@@ -188,7 +188,7 @@ def test_lm_evaluation_harness_agrees_with_hfkit(tiny_run, tmp_path, capsys, sho
                                   task_manager=TaskManager(include_path=str(tmp_path / "tasks")), device="cpu",
                                   batch_size=4, log_samples=True, num_fewshot=shots, fewshot_random_seed=1234)
     theirs = out["results"]["hfkit_mc"]
-    rc, stdout, _ = run(["eval", "icl", "--model", run_dir, "--task", tmp_path / "mc.jsonl", "--json", "--shots", shots,
+    rc, stdout, _ = run(["eval", "icl", "--model", run_dir, "--data", tmp_path / "mc.jsonl", "--json", "--shots", shots,
                          "--seed", 1234, "--log-samples", tmp_path / "samples.jsonl", "--output", tmp_path / "icl.json"],
                         capsys)
     ours = json.loads(stdout)["metrics"]
@@ -243,7 +243,7 @@ def test_self_consistency_majority_vote_and_extraction():
 
 def test_self_consistency_end_to_end_votes_over_sampled_paths(tiny_model, tmp_path):
     from hfkit.evaluation.icl import IclConfig, evaluate_icl, load_task, majority_vote
-    from hfkit.evaluation.metrics import normalize_answer
+    from hfkit.evaluation.text_metrics import normalize_answer
 
     model, tok = tiny_model
     (tmp_path / "g.jsonl").write_text("".join(json.dumps({"question": q, "answer": "statement"}) + "\n"
@@ -260,8 +260,8 @@ def test_self_consistency_end_to_end_votes_over_sampled_paths(tiny_model, tmp_pa
 def test_generation_eval_of_a_model_writes_a_report_and_compare_lists_every_metric(tiny_run, tmp_path, capsys):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hfkit.evaluation.generation import generate
-    from hfkit.evaluation.metrics import corpus_metrics
+    from hfkit.inference.generation import generate
+    from hfkit.evaluation.text_metrics import corpus_metrics
 
     run_dir, _ = tiny_run
     model_dir = tmp_path / "model"
@@ -280,7 +280,8 @@ def test_generation_eval_of_a_model_writes_a_report_and_compare_lists_every_metr
     want = corpus_metrics(preds, [r["target"] for r in rows], ("bleu", "chrf", "rouge"))
     assert rep["metrics"]["bleu"] == want["bleu"] and rep["metrics"]["rougeL"] == want["rougeL"]
     assert rep["model"]["sha256"] and rep["data"]["sha256"] and rep["signatures"]["bleu"].startswith("nrefs:1")
-    assert json.loads((model_dir / "eval" / "bleu.json").read_text())["metrics"] == rep["metrics"]  # default output
+    assert rep["name"] == "bleu_d"  # named after its data (and max examples, beams when set)
+    assert json.loads((model_dir / "eval" / "bleu_d.json").read_text())["metrics"] == rep["metrics"]  # default output
     # compare: a training run folder, the evaluated model folder (metrics.json + eval/*.json), one report
     (tmp_path / "other.json").write_text(json.dumps({"kind": "icl", "metrics": {"acc": 50.0, "acc_norm": 75.0}}))
     rc, out, _ = run(["eval", "compare", run_dir, model_dir, tmp_path / "other.json", "--png", tmp_path / "cmp.png",
@@ -288,9 +289,9 @@ def test_generation_eval_of_a_model_writes_a_report_and_compare_lists_every_metr
     cmp = json.loads(out)
     assert rc == 0 and cmp["runs"] == ["run", "model", "other"]
     names = set(cmp["metrics"])
-    assert {"eval_after.eval_loss", "eval_after.eval_perplexity", "train_loss", "bleu.bleu", "bleu.rougeL",
+    assert {"eval_after.eval_loss", "eval_after.eval_perplexity", "train_loss", "bleu_d.bleu", "bleu_d.rougeL",
             "icl.acc", "icl.acc_norm"} <= names
-    assert cmp["metrics"]["bleu.bleu"] == [None, rep["metrics"]["bleu"], None]
+    assert cmp["metrics"]["bleu_d.bleu"] == [None, rep["metrics"]["bleu"], None]
     assert cmp["metrics"]["icl.acc"] == [None, None, 50.0]
     assert (tmp_path / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rc, out, _ = run(["eval", "compare", run_dir, model_dir, "--png", tmp_path / "cmp2.png"], capsys)
@@ -318,13 +319,13 @@ BAD_EVAL = [
     (["bleu", "--predictions", "{d}/p3.txt", "--references", "{d}/r2.txt", "--metrics", "bleu,meteor"],
      "unknown metric 'meteor'"),
     (["rouge", "--model", "{d}/nomodel"], "give --predictions FILE --references FILE, or --model DIR --data SRC"),
-    (["icl", "--model", "{d}/nomodel", "--task", "{d}/nofield.jsonl"], "nofield.jsonl line 2: missing field 'question'"),
-    (["icl", "--model", "{d}/nomodel", "--task", "{d}/three.jsonl", "--shots", "5"],
+    (["icl", "--model", "{d}/nomodel", "--data", "{d}/nofield.jsonl"], "nofield.jsonl line 2: missing field 'question'"),
+    (["icl", "--model", "{d}/nomodel", "--data", "{d}/three.jsonl", "--shots", "5"],
      "--shots 5 but only 2 demonstrations are available"),
-    (["icl", "--model", "{d}/nomodel", "--task", "{d}/three.jsonl", "--shots", "4", "--demos", "{d}/three.jsonl"],
+    (["icl", "--model", "{d}/nomodel", "--data", "{d}/three.jsonl", "--shots", "4", "--demos", "{d}/three.jsonl"],
      "--shots 4 but only 3 demonstrations are available in {d}/three.jsonl"),
-    (["icl", "--model", "{d}/nomodel", "--task", "{d}/badmc.jsonl"], "answer index 5 out of range for 2 choices"),
-    (["icl", "--model", "{d}/nomodel", "--task", "{d}/missing.jsonl"], "no such file"),
+    (["icl", "--model", "{d}/nomodel", "--data", "{d}/badmc.jsonl"], "answer index 5 out of range for 2 choices"),
+    (["icl", "--model", "{d}/nomodel", "--data", "{d}/missing.jsonl"], "no such file"),
     (["compare", "{d}/p3.txt"], "compare needs at least two runs"),
     (["compare", "{d}/p3.txt", "{d}/nowhere"], "not valid JSON"),
 ]
@@ -342,7 +343,7 @@ def test_sft_run_eval_block_and_eval_command_use_the_runs_own_prompt_format(tmp_
     """`eval:` in a recipe scores held-out generations at the end of training with any text metric;
     `hfkit eval match --model RUN --data FILE` rebuilds prompts from the run's saved sft recipe."""
     import hfkit
-    from hfkit.evaluation.metrics import corpus_metrics
+    from hfkit.evaluation.text_metrics import corpus_metrics
     from test_sft import MEMO, _sft_overrides
 
     data = tmp_path / "memo.jsonl"
@@ -376,7 +377,7 @@ def test_recipe_eval_icl_block_runs_before_and_after_training(tmp_path, capsys):
     _mc_task(tmp_path / "mc.jsonl", n=12)
     out = tmp_path / "run"
     m = hfkit.train("clm_pretrain", TINY_MODEL + [f"output_dir={out}", "max_steps=30",
-                                                  f"eval.icl=[{{task: {tmp_path / 'mc.jsonl'}, shots: 1}}]"], quiet=True)
+                                                  f"eval.icl=[{{path: {tmp_path / 'mc.jsonl'}, shots: 1}}]"], quiet=True)
     assert set(m["icl_before"]) == set(m["icl_after"]) == {"mc"}
     assert m["icl_after"]["mc"]["n"] == 12
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -388,15 +389,15 @@ def test_recipe_eval_icl_block_runs_before_and_after_training(tmp_path, capsys):
     rc, stdout, _ = run(["eval", "compare", out, out, "--png", tmp_path / "c.png", "--json"], capsys)
     assert "icl_after.mc.acc" in json.loads(stdout)["metrics"]
     rc, _, err = run(["train", "clm_pretrain", *TINY_MODEL, f"output_dir={tmp_path / 'bad'}",
-                      f"eval.icl=[{{task: {tmp_path / 'mc.jsonl'}, shots: 20}}]"], capsys)
+                      f"eval.icl=[{{path: {tmp_path / 'mc.jsonl'}, shots: 20}}]"], capsys)
     assert rc == 2 and "--shots 20 but only 11 demonstrations" in err and not (tmp_path / "bad").exists()
 
 
 def test_seq2seq_model_is_evaluated_by_generation_and_refused_by_loglikelihood_scores(tiny_model, tmp_path, capsys):
     from conftest import tiny_bart
 
-    from hfkit.evaluation.generation import generate
-    from hfkit.evaluation.metrics import corpus_metrics
+    from hfkit.inference.generation import generate
+    from hfkit.evaluation.text_metrics import corpus_metrics
 
     _, tok = tiny_model
     model = tiny_bart(tok)
@@ -410,7 +411,7 @@ def test_seq2seq_model_is_evaluated_by_generation_and_refused_by_loglikelihood_s
     preds = [o[0].strip() for o in generate(model.eval(), tok, [r["source"] for r in rows], max_new_tokens=4)]
     assert json.loads(out)["metrics"]["chrf"] == corpus_metrics(preds, [r["target"] for r in rows], ("chrf",))["chrf"]
     (tmp_path / "t.jsonl").write_text(json.dumps({"question": "q", "choices": ["a", "b"], "answer": 0}) + "\n")
-    rc, _, err = run(["eval", "icl", "--model", tmp_path / "bart", "--task", tmp_path / "t.jsonl"], capsys)
+    rc, _, err = run(["eval", "icl", "--model", tmp_path / "bart", "--data", tmp_path / "t.jsonl"], capsys)
     assert rc == 2 and "in-context evaluation scores a decoder-only (causal) LM" in err
     rc, _, err = run(["eval", "perplexity", "--model", tmp_path / "bart", "--data", "default"], capsys)
     assert rc == 2 and "perplexity scores a decoder-only (causal) LM" in err

@@ -1,6 +1,6 @@
 import torch
 
-from hfkit.evaluation.generation import generate
+from hfkit.inference.generation import generate
 
 PROMPTS = ["The if statement", "A", "Exceptions are raised when the", "The for statement is used to iterate over"]
 

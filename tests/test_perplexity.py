@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from hfkit.data.sources import default_corpus_documents
-from hfkit.evaluation.perplexity import conditional_perplexity, perplexity, sliding_windows
+from hfkit.inference.scoring import conditional_perplexity, perplexity, sliding_windows
 
 TEXTS = default_corpus_documents()[100:103]
 

@@ -5,7 +5,7 @@ from hfkit.recipe import load_recipe, parse_overrides
 
 
 def test_shipped_recipe_loads_with_overrides():
-    r = load_recipe("recipes/clm_pretrain.yaml", ["max_steps=7", "output_dir=/tmp/x", "learning_rate=3e-4",
+    r = load_recipe("clm_pretrain", ["max_steps=7", "output_dir=/tmp/x", "learning_rate=3e-4",
                                                    "model.architecture=llama", "data.sources.0.weight=2"])
     assert r.training["max_steps"] == 7
     assert r.training["output_dir"] == "/tmp/x"
@@ -33,7 +33,7 @@ def test_override_values_parse_as_yaml():
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(HfkitError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        load_recipe("recipes/clm_pretrain.yaml", [override])
+        load_recipe("clm_pretrain", [override])
 
 
 def test_malformed_yaml_names_file_and_line(tmp_path):
@@ -47,4 +47,4 @@ def test_missing_recipe_and_data_file(tmp_path):
     with pytest.raises(HfkitError, match="recipe file not found"):
         load_recipe(tmp_path / "nope.yaml")
     with pytest.raises(HfkitError, match="no such file or folder: /no/such.jsonl"):
-        load_recipe("recipes/clm_pretrain.yaml", ["data.sources.0.kind=json", "data.sources.0.path=/no/such.jsonl"])
+        load_recipe("clm_pretrain", ["data.sources.0.kind=json", "data.sources.0.path=/no/such.jsonl"])

@@ -16,7 +16,7 @@ RUN = BASE + ["save_strategy=steps", "save_steps=15", "save_total_limit=5"]
 
 def test_resume_auto_is_bit_exact_and_skips_incomplete_checkpoints(tmp_path):
     import hfkit
-    from hfkit.runner import latest_complete_checkpoint
+    from hfkit.training.checkpoints import latest_complete_checkpoint
 
     full = tmp_path / "full"
     hfkit.train("clm_pretrain", RUN + [f"output_dir={full}", "max_steps=30"], quiet=True)
@@ -50,7 +50,7 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits(tmp_path):
     stdout, stderr = p.communicate(timeout=120)
     assert p.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "interrupted by SIGTERM at step" in stderr and "resume_from_checkpoint=auto" in stderr
-    from hfkit.runner import latest_complete_checkpoint
+    from hfkit.training.checkpoints import latest_complete_checkpoint
 
     ck = latest_complete_checkpoint(out)
     assert ck is not None
@@ -69,21 +69,21 @@ def test_a_checkpoint_killed_while_saving_is_never_visible(tmp_path, monkeypatch
     from transformers.trainer_utils import get_last_checkpoint
 
     import hfkit
-    from hfkit.objectives.clm import CausalLMTrainer
-    from hfkit.runner import latest_complete_checkpoint
+    from hfkit.training.trainer import HfkitTrainer
+    from hfkit.training.checkpoints import latest_complete_checkpoint
 
     run = BASE + ["save_strategy=steps", "save_steps=5", "save_total_limit=5", "max_steps=10"]
     full = tmp_path / "full"
     hfkit.train("clm_pretrain", run + [f"output_dir={full}"], quiet=True)
 
-    real = CausalLMTrainer._save_rng_state
+    real = HfkitTrainer._save_rng_state
 
     def crash_at_step_10(self, output_dir):
         if self.state.global_step == 10:
             raise KeyboardInterrupt  # the process dies between the optimizer state and the RNG state
         return real(self, output_dir)
 
-    monkeypatch.setattr(CausalLMTrainer, "_save_rng_state", crash_at_step_10)
+    monkeypatch.setattr(HfkitTrainer, "_save_rng_state", crash_at_step_10)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         hfkit.train("clm_pretrain", run + [f"output_dir={out}"], quiet=True)
@@ -91,7 +91,7 @@ def test_a_checkpoint_killed_while_saving_is_never_visible(tmp_path, monkeypatch
     assert not (out / "checkpoint-10").exists()
     assert latest_complete_checkpoint(out).name == "checkpoint-5"
     assert get_last_checkpoint(str(out)).endswith("checkpoint-5")
-    monkeypatch.setattr(CausalLMTrainer, "_save_rng_state", real)
+    monkeypatch.setattr(HfkitTrainer, "_save_rng_state", real)
     hfkit.train("clm_pretrain", run + [f"output_dir={out}", "resume_from_checkpoint=auto"], quiet=True)
     a, b = load_file(full / "model.safetensors"), load_file(out / "model.safetensors")
     assert all((a[k] == b[k]).all() for k in a)

@@ -59,7 +59,7 @@ def test_sigterm_to_a_two_process_run_saves_one_checkpoint_from_both_ranks(tmp_p
     assert "Traceback" not in stderr
     from transformers import AutoModelForCausalLM
 
-    from hfkit.runner import latest_complete_checkpoint
+    from hfkit.training.checkpoints import latest_complete_checkpoint
 
     ck = latest_complete_checkpoint(out)
     assert ck is not None and (ck / "rng_state_0.pth").is_file() and (ck / "rng_state_1.pth").is_file()
@@ -108,7 +108,7 @@ def test_shipped_accelerate_configs_load_with_accelerates_parser(path):
 
 def test_launch_command_and_bad_launch_input(capsys):
     from hfkit.cli import build_parser, main
-    from hfkit.launch import launch_command
+    from hfkit.training.launch import launch_command
 
     args = build_parser().parse_args(["train", "sft", "max_steps=5", "--num-processes", "4", "--json"])
     cmd = launch_command(args)
@@ -129,16 +129,17 @@ def test_launch_command_and_bad_launch_input(capsys):
 def test_mixed_precision_is_switched_from_the_recipe(tmp_path):
     """training.bf16=true reaches accelerate: the MLP of a block computes in bfloat16 under autocast
     (CPU autocast here), and float32 without it."""
-    from hfkit import runner
-    from hfkit.objectives.clm import CausalLMTrainer
     from hfkit.recipe import load_recipe
+    from hfkit.run import assemble
+    from hfkit.training.trainer import HfkitTrainer
 
     for bf16, want in (("false", "float32"), ("true", "bfloat16")):
-        r = load_recipe("clm_pretrain", RUN + ["max_steps=2", f"bf16={bf16}", f"output_dir={tmp_path / bf16}"])
-        job = runner._clm_job(r, 42)
-        args = runner.training_arguments(r, False)
+        r = load_recipe("clm_pretrain", RUN + ["max_steps=2", f"bf16={bf16}", f"output_dir={tmp_path / bf16}",
+                                               "eval_strategy=no", "eval_on_start=false"])
+        job = assemble(r)
         seen = set()
         job.model.transformer.h[0].mlp.c_fc.register_forward_hook(lambda m, i, o: seen.add(str(o.dtype)))
-        trainer = CausalLMTrainer(model=job.model, args=args, train_dataset=job.train, data_collator=job.collator)
+        trainer = HfkitTrainer(model=job.model, args=job.args, train_dataset=job.prepared.train,
+                               data_collator=job.prepared.collator)
         trainer.train()
         assert seen == {f"torch.{want}"} and trainer.accelerator.mixed_precision == ("bf16" if bf16 == "true" else "no")

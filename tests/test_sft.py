@@ -10,8 +10,9 @@ from hfkit.data.gettext_pairs import gettext_pairs, is_format_only
 from hfkit.data.templates import CHATML_TEMPLATE, Template
 from hfkit.data.tokenizer import train_tokenizer
 from hfkit.errors import HfkitError
-from hfkit.objectives.sft import PaddingFreeCollator, check_padding_free, setup_chat_template, tokenize_sft
-from hfkit.recipe import SftConfig, TemplateConfig
+from hfkit.data.templates import setup_chat_template
+from hfkit.tasks.sft import PaddingFreeCollator, check_padding_free, tokenize_sft
+from hfkit.tasks.sft import SftConfig, TemplateConfig
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def tok():
 
     t = train_tokenizer(default_corpus_documents() + ["Guten Tag. Datei öffnen."], "bpe", 600)
     t.chat_template = CHATML_TEMPLATE
-    setup_chat_template(t, None, SftConfig(format="chat"))
+    setup_chat_template(t, None)
     return t
 
 
@@ -32,7 +33,7 @@ def test_instruction_labels_mask_exactly_the_prompt(tok):
     rows = [{"instruction": "Name a loop statement.", "input": "", "output": "The for statement."},
             {"instruction": "Translate", "input": "Open file", "output": "Datei öffnen"}]
     cfg = SftConfig(format="instruction")
-    from hfkit.objectives.sft import recipe_templates
+    from hfkit.tasks.sft import recipe_templates
 
     ds, dropped = tokenize_sft(_records(rows), tok, cfg, recipe_templates(cfg), seed=0)
     assert dropped == 0
@@ -77,7 +78,7 @@ def test_padding_free_packing_equals_examples_alone(config, tok):
             {"prompt": "Open", "completion": " a file for reading and writing."},
             {"prompt": "x", "completion": " y"}]
     cfg = SftConfig(format="prompt_completion")
-    from hfkit.objectives.sft import recipe_templates
+    from hfkit.tasks.sft import recipe_templates
 
     ds, _ = tokenize_sft(_records(rows), tok, cfg, recipe_templates(cfg), seed=0)
     feats = [{"input_ids": e["input_ids"], "labels": e["labels"]} for e in ds]
@@ -112,7 +113,7 @@ def test_unsupported_attention_for_padding_free_is_refused():
 def test_truncation_never_cuts_the_prompt(tok):
     rows = [{"prompt": "word " * 60, "completion": " answer"}, {"prompt": "short", "completion": " long " * 50}]
     cfg = SftConfig(format="prompt_completion", max_length=32)
-    from hfkit.objectives.sft import recipe_templates
+    from hfkit.tasks.sft import recipe_templates
 
     ds, dropped = tokenize_sft(_records(rows), tok, cfg, recipe_templates(cfg), seed=0)
     assert dropped == 1 and len(ds) == 1
@@ -199,11 +200,11 @@ def _sft_overrides(data_path, out, extra=()):
 def test_tiny_model_learns_instructions_and_reproduces_a_memorised_answer(packing, tmp_path):
     import hfkit
     from hfkit.data.templates import ALPACA_PROMPT
-    from hfkit.evaluation.generation import generate
+    from hfkit.inference.generation import generate
 
     data = tmp_path / "memo.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in MEMO))
-    m = hfkit.train("sft", _sft_overrides(data, tmp_path / "run", ["max_steps=150", f"sft.packing={packing}"]),
+    m = hfkit.train("sft", _sft_overrides(data, tmp_path / "run", ["max_steps=150", f"sft.padding_free={packing == 'padding_free'}"]),
                     quiet=True)
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
@@ -249,8 +250,8 @@ def test_recipe_template_config_parses():
     from hfkit.recipe import load_recipe
 
     r = load_recipe("sft_translate", ["max_steps=1"])
-    assert r.task == "sft" and [t.name for t in r.sft.templates] == ["instruction", "pair"]
-    assert isinstance(r.sft.templates[0], TemplateConfig) and r.eval.metrics == ["bleu", "chrf"]
+    assert r.task == "sft" and [t.name for t in r.task_config.templates] == ["instruction", "pair"]
+    assert isinstance(r.task_config.templates[0], TemplateConfig) and r.eval.metrics == ["bleu", "chrf"]
 
 
 def test_chat_format_training_and_the_chat_command(tmp_path):

@@ -33,7 +33,7 @@ def test_tiny_clm_learns_and_run_folder_is_complete(tiny_run):
 def test_llama_preset_builds_from_config():
     from hfkit.data.tokenizer import train_tokenizer
     from hfkit.models import build_model
-    from hfkit.recipe import ModelConfig
+    from hfkit.models import ModelConfig
 
     tok = train_tokenizer(["some text here"] * 10, "char", 60)
     model = build_model(ModelConfig(architecture="llama", hidden_size=48, num_layers=2, num_heads=4,
@@ -48,7 +48,7 @@ def test_vocab_larger_than_model_is_rejected():
     from hfkit.data.tokenizer import train_tokenizer
     from hfkit.errors import HfkitError
     from hfkit.models import build_model
-    from hfkit.recipe import ModelConfig
+    from hfkit.models import ModelConfig
 
     tok = train_tokenizer(["some text here"] * 10, "char", 60)
     with pytest.raises(HfkitError, match="smaller than the tokenizer's vocabulary"):

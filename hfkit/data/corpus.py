@@ -12,13 +12,38 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Literal, Optional
 
 import numpy as np
 from datasets import Dataset, concatenate_datasets
 
 from ..errors import HfkitError
-from ..recipe import DataConfig, SourceConfig
-from .sources import load_source, quiet_datasets, source_label
+from .sources import SourceConfig, check_source, load_source, quiet_datasets, source_label
+
+
+@dataclass
+class DataConfig:
+    """Recipe section `data`: where the text comes from and how it is cleaned, split and mixed."""
+    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    min_chars: int = 1  # drop documents shorter than this
+    max_chars: Optional[int] = None  # drop documents longer than this
+    dedup: Literal["none", "exact", "normalized"] = "normalized"
+    validation_fraction: float = 0.05  # per source, by document, deterministic (training.seed)
+    block_size: int = 128  # tokens per packed training block (tasks that pack text into blocks)
+    mixture_tokens: Optional[int] = None  # size of the weighted mixture; default: all tokens once
+    num_proc: Optional[int] = None  # processes for datasets.map
+
+    RENAMED = {"mlm_probability": "mlm.mlm_probability"}
+
+    def validate(self, prefix: str) -> None:
+        if not self.sources:
+            raise HfkitError(f"recipe key '{prefix}.sources' is empty: give at least one source")
+        for i, src in enumerate(self.sources):
+            check_source(src, f"{prefix}.sources.{i}")
+        if self.block_size < 1:
+            raise HfkitError(f"recipe key '{prefix}.block_size' must be >= 1, got {self.block_size}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise HfkitError(f"recipe key '{prefix}.validation_fraction' must be in [0, 1), got {self.validation_fraction}")
 
 _NON_WORD = re.compile(r"[^\w\s]+")
 _SPACE = re.compile(r"\s+")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,10 @@ import torch
 from datasets import Dataset, Features, Sequence, Value
 
 from ..errors import HfkitError
+from .corpus import sample_mixture
+
+if TYPE_CHECKING:
+    from .corpus import Corpus, DataConfig
 
 
 _TOKENIZED = Features({"input_ids": Sequence(Value("int32")), "num_tokens": Value("int32")})
@@ -100,3 +105,33 @@ def packed_lm_collator(features: list[dict]) -> dict[str, torch.Tensor]:
     """
     ids = torch.as_tensor(np.stack([np.asarray(f["input_ids"]) for f in features]), dtype=torch.long)
     return {"input_ids": ids, "labels": ids.clone()}
+
+
+@dataclass
+class PackedData:
+    train: Dataset
+    validation: Dataset | None
+    stats: dict
+
+
+def pack_corpus(cfg: "DataConfig", tokenizer, corpus: "Corpus", seed: int) -> PackedData:
+    """Tokenize each training source, draw the weighted mixture, and pack train and validation into
+    `cfg.block_size` blocks (the data of every task that trains on blocks of running text)."""
+    tokenized = {k: tokenize_documents(ds, tokenizer, cfg.num_proc) for k, ds in corpus.train.items()}
+    mixture, mix_report = sample_mixture(tokenized, corpus.sources, cfg.mixture_tokens, seed)
+    train, train_pack = pack_sequences(mixture, cfg.block_size)
+    if train_pack.blocks == 0:
+        raise HfkitError(
+            f"data: the training mixture has {train_pack.tokens} tokens, fewer than one block "
+            f"(data.block_size={cfg.block_size}); add data or lower block_size"
+        )
+    validation, val_stats = None, None
+    if len(corpus.validation):
+        val_tok = tokenize_documents(corpus.validation, tokenizer, cfg.num_proc)
+        validation, val_pack = pack_sequences(val_tok, cfg.block_size)
+        val_stats = val_pack.as_dict()
+        if val_pack.blocks == 0:
+            validation = None  # too little held-out text for one block: no validation
+    stats = {**corpus.stats, "mixture": mix_report, "train_packing": train_pack.as_dict(),
+             "validation_packing": val_stats}
+    return PackedData(train.with_format("numpy"), validation.with_format("numpy") if validation else None, stats)

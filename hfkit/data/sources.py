@@ -10,12 +10,31 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
 
 from datasets import Dataset, load_dataset
 
 from ..errors import HfkitError
-from ..recipe import SourceConfig, looks_like_hub_id
+from ..hub import looks_like_hub_id
+
+
+@dataclass
+class SourceConfig:
+    """One entry of `data.sources`."""
+    kind: Literal["default", "pydoc_qa", "text", "json", "csv", "parquet", "hub", "gettext"] = "default"
+    path: Optional[str] = None  # file, folder or glob (text/json/csv/parquet), Hub dataset id, locale dir (gettext)
+    name: Optional[str] = None  # label used in reports; default: derived from path/kind
+    text_field: str = "text"
+    sample_by: Literal["document", "paragraph", "line"] = "document"  # text files only
+    config_name: Optional[str] = None  # hub: dataset configuration
+    split: str = "train"  # hub: which split to read
+    revision: Optional[str] = None  # hub: pin a revision
+    lang: Optional[str] = None  # gettext: target language of the English->lang pairs (de, fr, ...)
+    max_chars: Optional[int] = None  # gettext: drop pairs longer than this
+    weight: Optional[float] = None  # share of the training mixture (GPT-3 style)
+    epochs: Optional[float] = None  # or: how many passes over this source
 
 _EXT_KIND = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".json": "json",
              ".csv": "csv", ".parquet": "parquet"}

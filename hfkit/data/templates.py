@@ -115,3 +115,26 @@ def check_chat(messages, index: int) -> None:
         expected = "assistant" if role == "user" else "user"
     if messages[-1]["role"] != "assistant":
         raise HfkitError(f"record {index}: the chat must end with an assistant message")
+
+
+def setup_chat_template(tokenizer, model=None, chat_template: str | None = None) -> None:
+    """Use `chat_template`, else the tokenizer's own, else ChatML (adding its two tokens, and rows to
+    the model's embeddings when it has fewer than the tokenizer)."""
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    elif not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    if "<|im_start|>" in tokenizer.chat_template:
+        missing = [t for t in CHATML_TOKENS if t not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+        if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+
+
+def chat_stop_ids(tokenizer) -> list[int]:
+    """Tokens that end an assistant turn: EOS, and ChatML's <|im_end|> where the vocabulary has it."""
+    ids = [tokenizer.eos_token_id]
+    if "<|im_end|>" in tokenizer.get_vocab():
+        ids.append(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    return ids

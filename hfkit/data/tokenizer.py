@@ -6,7 +6,9 @@ The result is a `PreTrainedTokenizerFast` with pad/unk/bos/eos/mask tokens, save
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -14,6 +16,16 @@ from transformers import PreTrainedTokenizerFast
 from ..errors import HfkitError
 
 KINDS = ("char", "word", "bpe", "wordpiece", "unigram")
+
+
+@dataclass
+class TokenizerConfig:
+    """Recipe section `tokenizer`: load one, or train one on the training split."""
+    path: Optional[str] = None  # an existing tokenizer (folder or Hub id); null: train one
+    kind: Literal["char", "word", "bpe", "wordpiece", "unigram"] = "bpe"
+    vocab_size: int = 4096
+    min_frequency: int = 2
+    lowercase: bool = False
 SPECIAL = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
            "mask_token": "<mask>"}
 _SPECIAL_LIST = list(SPECIAL.values())

@@ -23,13 +23,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
+from typing import Literal, Optional
 
 from ..errors import HfkitError
-from ..models import max_positions, require_causal
-from .metrics import normalize_answer, token_f1
+from ..inference.scoring import loglikelihoods
+from ..models import require_causal
+from .text_metrics import normalize_answer, token_f1
 
 DEFAULT_TEMPLATE = "Question: {{question}}\nAnswer:"
 COT_TRIGGER = " Let's think step by step."
@@ -38,22 +37,45 @@ ANSWER_REGEX = r"(?i)the answer is[:\s]*(.+?)\s*(?:\.\s|\.?$|\n)"
 
 @dataclass
 class IclConfig:
+    """One in-context evaluation: `hfkit eval icl`, `hfkit.evaluate_icl`, and each entry of a
+    recipe's `eval.icl` list (where `path` is required)."""
+    path: Optional[str] = None  # the task file (JSONL: question, answer, optional choices / rationale)
     shots: int = 0
-    seed: int = 1234
-    select: str = "random"  # random | similar
+    seed: int = 1234  # chooses the demonstrations (and seeds sampling)
+    select: Literal["random", "similar"] = "random"  # similar: TF-IDF cosine, most similar last
     template: str = DEFAULT_TEMPLATE
+    demos: Optional[str] = None  # JSONL of demonstrations; default: the task file minus the example
+    limit: Optional[int] = None  # the first N examples only
     input_field: str = "question"
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
-    mode: str = "auto"  # auto | multiple_choice | generate
+    mode: Literal["auto", "multiple_choice", "generate"] = "auto"
     cot: bool = False
     self_consistency: int = 0  # N sampled reasoning paths, majority vote (0: greedy, one path)
-    temperature: float = 0.7
-    top_p: float | None = None
+    temperature: float = 1.0  # sampling temperature of self-consistency paths
+    top_p: Optional[float] = None
     max_new_tokens: int = 64
-    answer_regex: str | None = None
-    batch_size: int = 8
-    limit: int | None = None
+    answer_regex: Optional[str] = None
+    batch_size: int = 16
+
+    RENAMED = {"task": "path"}
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong) for every bad setting; the recipe and the CLI name them their own way."""
+        out = []
+        if not self.path:
+            out.append(("path", "is required: the task file (JSONL)"))
+        if self.shots < 0:
+            out.append(("shots", f"must be >= 0, got {self.shots}"))
+        if self.self_consistency < 0:
+            out.append(("self_consistency", f"must be >= 0, got {self.self_consistency}"))
+        if self.self_consistency and self.temperature <= 0:
+            out.append(("temperature", "must be > 0 to sample self-consistency paths"))
+        return out
+
+    def validate(self, prefix: str) -> None:
+        for name, what in self.problems()[:1]:
+            raise HfkitError(f"recipe key '{prefix}.{name}' {what}")
 
 
 @dataclass
@@ -195,57 +217,6 @@ def build_prompts(examples: list[Example], demos: list[Example] | None, cfg: Icl
     return prompts
 
 
-def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """lm-evaluation-harness's `_encode_pair`: trailing spaces of the context move to the
-    continuation; the whole string is encoded and split where the context's encoding ends."""
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-    return ctx, whole[len(ctx):]
-
-
-@torch.no_grad()
-def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 8,
-                   progress: bool = False) -> list[tuple[float, bool]]:
-    """(sum of log-probabilities of the continuation given the context, whether greedy decoding
-    would produce it) for every (context, continuation) pair, batched with right padding."""
-    from tqdm.auto import tqdm
-
-    from .perplexity import doc_start_token_id, right_padded_batches
-
-    limit = max_positions(model.config)
-    seqs, conts = [], []
-    for ctx, cont in requests:
-        if ctx:
-            c, k = encode_pair(tokenizer, ctx, cont)
-        else:
-            c, k = [doc_start_token_id(tokenizer)], tokenizer(cont, add_special_tokens=False)["input_ids"]
-        if not k:
-            raise HfkitError(f"continuation {cont!r} encodes to no tokens")
-        full = c + k
-        if limit is not None and len(full) > limit + 1:  # keep the continuation, drop the oldest context
-            if len(k) > limit:
-                raise HfkitError(f"continuation of {len(k)} tokens exceeds the model's {limit} positions")
-            full = full[-(limit + 1):]
-        seqs.append(full[:-1])  # the last token is only a target
-        conts.append(k)
-    model.eval()
-    out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
-    batches = right_padded_batches(seqs, batch_size)
-    for idx, ids, mask in tqdm(batches, total=math.ceil(len(seqs) / batch_size), desc="loglikelihood",
-                               disable=not progress, unit="batch"):
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float().cpu()
-        for r, i in enumerate(idx):
-            n, target = len(seqs[i]), torch.as_tensor(conts[i])
-            rows = F.log_softmax(logits[r, n - len(target):n], dim=-1)  # the positions predicting the continuation
-            ll = rows.gather(1, target.unsqueeze(1)).sum().item()
-            out[i] = (ll, bool((rows.argmax(-1) == target).all()))
-    return out
-
-
 def extract_answer(text: str, regex: str | None, cot: bool) -> str | None:
     """The answer in a generation: the regex's first group (default for chain-of-thought: "The answer
     is X"), else the first non-empty line."""
@@ -278,7 +249,7 @@ def majority_vote(answers: list[str | None]) -> str | None:
 def evaluate_icl(model, tokenizer, examples: list[Example], cfg: IclConfig, demos: list[Example] | None = None,
                  task_name: str = "task", demos_name: str | None = None, progress: bool = False) -> dict:
     """Run an ICL evaluation; returns {"metrics": ..., "samples": [...]}."""
-    from .generation import generate
+    from ..inference.generation import generate
 
     if cfg.limit is not None:
         examples = examples[:cfg.limit]
@@ -314,7 +285,8 @@ def evaluate_icl(model, tokenizer, examples: list[Example], cfg: IclConfig, demo
         sampling = cfg.self_consistency > 0
         outs = generate(model, tokenizer, prompts, batch_size=cfg.batch_size, seed=cfg.seed,
                         max_new_tokens=cfg.max_new_tokens, do_sample=sampling, temperature=cfg.temperature,
-                        top_p=cfg.top_p, num_return_sequences=n_paths)
+                        top_p=cfg.top_p, num_return_sequences=n_paths, progress=progress,
+                        desc="generate (icl)")
         em = f1 = first_em = agree = 0.0
         for p, ex, paths in zip(prompts, examples, outs):
             cut = [t.split(cfg.fewshot_delimiter)[0] if not cfg.cot else t for t in paths]  # stop at the next demo

@@ -1,53 +1,97 @@
 """Architecture presets built from config, and loading of checkpoints by folder or Hub id."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, Optional
 
 from transformers import (AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig,
                           PretrainedConfig, PreTrainedModel)
 
 from ..errors import HfkitError
 from ..hub import ensure_cached
-from ..recipe import ModelConfig
+
+
+@dataclass
+class ModelConfig:
+    """Recipe section `model`: a preset built from config, or a checkpoint to start from."""
+    architecture: Literal["gpt2", "llama", "bert"] = "gpt2"  # preset family when building from config
+    name_or_path: Optional[str] = None  # start from this checkpoint (folder or Hub id) instead
+    revision: Optional[str] = None  # Hub revision (branch, tag or commit) to pin
+    trust_remote_code: bool = False  # never run code from a checkpoint unless asked
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: Optional[int] = None  # llama: grouped-query attention; default = num_heads
+    intermediate_size: Optional[int] = None  # default: 4*hidden (gpt2, bert), ~8/3*hidden (llama)
+    max_position_embeddings: int = 512
+    dropout: float = 0.0
+    vocab_size: Optional[int] = None  # default: the tokenizer's size
+    tie_word_embeddings: bool = True
+    attn_implementation: Optional[str] = None  # eager | sdpa | flash_attention_2 ...
+    extra: dict = field(default_factory=dict)  # any other config field, passed through
+
+    def validate(self, prefix: str) -> None:
+        for key in ("num_layers", "num_heads", "hidden_size", "max_position_embeddings"):
+            if getattr(self, key) < 1:
+                raise HfkitError(f"recipe key '{prefix}.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.name_or_path is None and self.hidden_size % self.num_heads:
+            raise HfkitError(f"recipe key '{prefix}.hidden_size'={self.hidden_size} is not divisible by "
+                             f"{prefix}.num_heads={self.num_heads}")
+
+
+def _special_ids(tokenizer) -> dict:
+    return {"bos_token_id": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id}
+
+
+def _gpt2(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
+    return GPT2Config(
+        vocab_size=vocab, n_positions=cfg.max_position_embeddings, n_embd=cfg.hidden_size,
+        n_layer=cfg.num_layers, n_head=cfg.num_heads, n_inner=cfg.intermediate_size,
+        resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+        tie_word_embeddings=cfg.tie_word_embeddings, **ids,
+    )
+
+
+def _bert(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
+    return BertConfig(
+        vocab_size=vocab, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size or 4 * cfg.hidden_size,
+        max_position_embeddings=cfg.max_position_embeddings, hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout, pad_token_id=ids["pad_token_id"],
+        tie_word_embeddings=cfg.tie_word_embeddings,
+    )
+
+
+def _llama(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
+    # Llama's SwiGLU MLP: ~8/3 * hidden keeps the parameter count of a 4x GELU MLP; round to 64
+    inter = cfg.intermediate_size or 64 * ((int(8 * cfg.hidden_size / 3) + 63) // 64)
+    kv = cfg.num_kv_heads or cfg.num_heads
+    if cfg.num_heads % kv:
+        raise HfkitError(f"recipe key 'model.num_kv_heads'={kv} must divide model.num_heads={cfg.num_heads}")
+    return LlamaConfig(
+        vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=inter,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=kv,
+        max_position_embeddings=cfg.max_position_embeddings, attention_dropout=cfg.dropout,
+        tie_word_embeddings=cfg.tie_word_embeddings, **ids,
+    )
+
+
+# `model.architecture` -> the transformers config it builds
+PRESETS: dict[str, Callable[[ModelConfig, int, dict], PretrainedConfig]] = {"gpt2": _gpt2, "llama": _llama, "bert": _bert}
 
 
 def model_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
-    """A GPT-2, Llama or BERT config sized by the recipe, with the tokenizer's vocabulary and special ids."""
+    """The preset's config sized by the recipe, with the tokenizer's vocabulary and special ids."""
     vocab = cfg.vocab_size or len(tokenizer)
     if vocab < len(tokenizer):
         raise HfkitError(
             f"recipe key 'model.vocab_size'={vocab} is smaller than the tokenizer's vocabulary ({len(tokenizer)} tokens)"
         )
-    ids = {"bos_token_id": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
-           "eos_token_id": tokenizer.eos_token_id,
-           "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id}
-    if cfg.architecture == "gpt2":
-        config = GPT2Config(
-            vocab_size=vocab, n_positions=cfg.max_position_embeddings, n_embd=cfg.hidden_size,
-            n_layer=cfg.num_layers, n_head=cfg.num_heads, n_inner=cfg.intermediate_size,
-            resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-            tie_word_embeddings=cfg.tie_word_embeddings, **ids,
-        )
-    elif cfg.architecture == "bert":
-        config = BertConfig(
-            vocab_size=vocab, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size or 4 * cfg.hidden_size,
-            max_position_embeddings=cfg.max_position_embeddings, hidden_dropout_prob=cfg.dropout,
-            attention_probs_dropout_prob=cfg.dropout, pad_token_id=ids["pad_token_id"],
-            tie_word_embeddings=cfg.tie_word_embeddings,
-        )
-    else:
-        # Llama's SwiGLU MLP: ~8/3 * hidden keeps the parameter count of a 4x GELU MLP; round to 64
-        inter = cfg.intermediate_size or 64 * ((int(8 * cfg.hidden_size / 3) + 63) // 64)
-        kv = cfg.num_kv_heads or cfg.num_heads
-        if cfg.num_heads % kv:
-            raise HfkitError(f"recipe key 'model.num_kv_heads'={kv} must divide model.num_heads={cfg.num_heads}")
-        config = LlamaConfig(
-            vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=inter,
-            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=kv,
-            max_position_embeddings=cfg.max_position_embeddings, attention_dropout=cfg.dropout,
-            tie_word_embeddings=cfg.tie_word_embeddings, **ids,
-        )
+    config = PRESETS[cfg.architecture](cfg, vocab, _special_ids(tokenizer))
     for k, v in cfg.extra.items():
         if not hasattr(config, k):
             raise HfkitError(f"recipe key 'model.extra.{k}' is not a field of {type(config).__name__}")
@@ -56,7 +100,7 @@ def model_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
 
 
 def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM) -> PreTrainedModel:
-    """From scratch (`Auto*.from_config`) or from `cfg.name_or_path` (causal LM, or masked LM for task mlm)."""
+    """From scratch (`auto_class.from_config`) or from `cfg.name_or_path`; the task names the Auto class."""
     kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
     if cfg.name_or_path:
         model = load_model(cfg.name_or_path, revision=cfg.revision,

@@ -1,0 +1,113 @@
+"""What the command modules share: the parser class (one-line errors), option groups defined once,
+and output helpers (JSON or a table; stdout kept clean for --json)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import typing
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage + message by default)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def subcommands(parser: argparse.ArgumentParser, dest: str, required: bool = True):
+    return parser.add_subparsers(dest=dest, required=required, parser_class=Parser)
+
+
+class Renamed(argparse.Action):
+    """An option that was renamed: using it is an error naming the new one."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UsageError(f"{parser.prog}: {option_string} was renamed {self.new}")
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (and nothing else on stdout)")
+
+
+def add_generation_options(parser: argparse.ArgumentParser, names: typing.Iterable[str] | None = None,
+                           seed: bool = True, batch_size: bool = True) -> None:
+    """The decoding options, with one set of defaults: those of `GenerationSettings` (the recipe's
+    `generate:` section). `names` picks a subset for commands that fix the others."""
+    from ..inference.generation import GenerationSettings
+
+    g = parser.add_argument_group("generation")
+    hints = typing.get_type_hints(GenerationSettings)
+    for f in dataclasses.fields(GenerationSettings):
+        if names is not None and f.name not in names:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if hints[f.name] is bool:
+            g.add_argument(flag, action="store_true", default=f.default, help=f.metadata.get("help"))
+        else:
+            g.add_argument(flag, type=_scalar(hints[f.name]), default=f.default, help=help_text)
+    if batch_size:
+        g.add_argument("--batch-size", type=int, default=16, help="prompts (or sequences) per forward pass (default: 16)")
+    if seed:
+        g.add_argument("--seed", type=int, default=None, help="seed for sampling (default: not seeded)")
+
+
+def _scalar(tp):
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+
+
+def generation_kwargs(args, names: typing.Iterable[str] | None = None) -> dict:
+    """The generation options of parsed `args` as keyword arguments for `hfkit.inference.generate`."""
+    from ..inference.generation import GenerationSettings
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationSettings)
+            if (names is None or f.name in names) and hasattr(args, f.name)}
+
+
+def emit(result: dict, as_json: bool, title: str) -> None:
+    """A result as JSON, or as a table of its scalar fields."""
+    from ..display import print_table
+
+    if as_json:
+        print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
+    else:
+        print_table(title, [(k, v) for k, v in result.items() if not isinstance(v, (dict, list))])
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Send everything written to stdout — Python's and native libraries' (fd 1) — to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def is_main_rank() -> bool:
+    """True except on the non-zero ranks of a launched multi-process run."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def load_model_and_tokenizer(path: str):
+    from ..data.tokenizer import load_tokenizer
+    from ..models import load_model
+
+    model = load_model(path)
+    return model, load_tokenizer(path)

@@ -1,0 +1,101 @@
+"""`hfkit generate` (prompts in batches) and `hfkit chat` (a terminal conversation, streamed)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .common import add_generation_options, add_json, generation_kwargs, load_model_and_tokenizer
+
+
+def register(sub) -> None:
+    g = sub.add_parser("generate", help="generate text from prompts, in batches")
+    g.add_argument("--model", required=True, help="model folder or Hub id")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    src.add_argument("--prompts-file", help="one prompt per line, or JSONL with a 'prompt' field")
+    add_json(g)
+    add_generation_options(g)
+    g.set_defaults(handler=run_generate)
+
+    c = sub.add_parser("chat", help="talk with a tuned model in the terminal (streams tokens)")
+    c.add_argument("model", help="run folder or model folder / Hub id")
+    c.add_argument("--system", default=None, help="system prompt")
+    add_generation_options(c, batch_size=False)
+    c.set_defaults(handler=run_chat)
+
+
+def read_prompts(path: str) -> list[str]:
+    """One prompt per line, or JSONL records with a `prompt` field."""
+    from ..errors import HfkitError
+
+    p = Path(path)
+    if not p.is_file():
+        raise HfkitError(f"--prompts-file: no such file: {p}")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise HfkitError(f"{p}: not UTF-8 text") from None
+    if p.suffix == ".jsonl":
+        prompts = []
+        for n, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    prompts.append(json.loads(line)["prompt"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise HfkitError(f"{p} line {n}: expected a JSON object with a 'prompt' field") from None
+    else:
+        prompts = [ln for ln in lines if ln.strip()]
+    if not prompts:
+        raise HfkitError(f"{p}: no prompts in the file")
+    return prompts
+
+
+def run_generate(args) -> int:
+    from ..inference.generation import generate, generation_config
+
+    prompts = read_prompts(args.prompts_file) if args.prompts_file else args.prompt
+    generation_config(None, **generation_kwargs(args))  # the settings' own errors, before loading the model
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    outs = generate(model, tokenizer, prompts, batch_size=args.batch_size, seed=args.seed, progress=not args.json,
+                    **generation_kwargs(args))
+    if args.json:
+        print(json.dumps([{"prompt": p, "outputs": o} for p, o in zip(prompts, outs)], indent=2, ensure_ascii=False))
+    else:
+        for p, o in zip(prompts, outs):
+            for text in o:
+                print(f"### {p}{text}\n")
+    return 0
+
+
+def run_chat(args) -> int:
+    """A terminal chat: the conversation so far goes through the model's chat template every turn."""
+    from transformers import TextStreamer
+
+    from ..data.templates import chat_stop_ids, setup_chat_template
+    from ..inference.generation import generate
+
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    if not getattr(tokenizer, "chat_template", None):
+        print("note: this model has no chat template; using ChatML", file=sys.stderr)
+    setup_chat_template(tokenizer, model)
+    history = [{"role": "system", "content": args.system}] if args.system else []
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    print("hfkit chat: type a message; /reset clears the conversation, an empty line or Ctrl-D quits.")
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        if line.strip() == "/reset":
+            history = history[:1] if args.system else []
+            continue
+        history.append({"role": "user", "content": line})
+        prompt = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+        print("model> ", end="", flush=True)
+        reply = generate(model, tokenizer, [prompt], seed=args.seed, streamer=streamer,
+                         stop_token_ids=chat_stop_ids(tokenizer), **generation_kwargs(args))[0][0]
+        history.append({"role": "assistant", "content": reply.strip()})
+    return 0

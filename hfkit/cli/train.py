@@ -1,0 +1,80 @@
+"""`hfkit train` (one process, or several through accelerate) and `hfkit recipes` (list, cp)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+from .common import add_json, is_main_rank, stdout_to_stderr, subcommands
+
+
+def register(sub) -> None:
+    from ..training.launch import shipped_configs
+
+    t = sub.add_parser("train", help="run a training recipe")
+    t.add_argument("recipe", help="recipe YAML file or shipped recipe name (see `hfkit recipes`)")
+    t.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. max_steps=100")
+    add_json(t)
+    t.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="launch N processes with accelerate (DDP over GPUs; gloo over CPU cores without GPUs)")
+    t.add_argument("--accelerate-config", default=None, metavar="NAME|FILE",
+                   help="accelerate config: a file, or a shipped one: " + ", ".join(shipped_configs()))
+    t.add_argument("--machine-rank", type=int, default=None, help="this machine's rank (multi-node configs)")
+    t.set_defaults(handler=run_train)
+
+    r = sub.add_parser("recipes", help="list the shipped recipes, or copy one to edit")
+    add_json(r)
+    r.set_defaults(handler=run_list)
+    rs = subcommands(r, "action", required=False)
+    cp = rs.add_parser("cp", help="copy a shipped recipe to a file you can edit (as torchtune's `tune cp`)")
+    cp.add_argument("name", help="shipped recipe name")
+    cp.add_argument("dest", help="file to write (must not exist), or a folder")
+    cp.set_defaults(handler=run_copy)
+
+
+def run_train(args) -> int:
+    from ..run import train
+
+    launched = "LOCAL_RANK" in os.environ  # already inside a process started by a launcher
+    if (args.num_processes is not None or args.accelerate_config) and not launched:
+        from ..io import check_writable_dir
+        from ..recipe import load_recipe
+        from ..training.launch import launch
+
+        # validated once here: one clear error, not one per process
+        recipe = load_recipe(args.recipe, args.overrides)
+        check_writable_dir(recipe.training["output_dir"], "recipe key 'training.output_dir'")
+        return launch(args)
+    # with --json, stdout carries only the JSON: Trainer's log lines and bars go to stderr
+    with stdout_to_stderr() if args.json else contextlib.nullcontext():
+        metrics = train(args.recipe, args.overrides, quiet=args.json)
+    if args.json and is_main_rank():  # once, not once per process
+        print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def run_list(args) -> int:
+    from ..recipe import list_recipes
+
+    recipes = list_recipes()
+    if args.json:
+        print(json.dumps(recipes, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="hfkit recipes (hfkit train NAME; hfkit recipes cp NAME my.yaml to edit one)")
+    for col in ("name", "task", "what it trains", "path"):
+        table.add_column(col)
+    for name, r in recipes.items():
+        table.add_row(name, r["task"], r["description"], r["path"])
+    Console().print(table)
+    return 0
+
+
+def run_copy(args) -> int:
+    from ..recipe import copy_recipe
+
+    dest = copy_recipe(args.name, args.dest)
+    print(f"copied {args.name} to {dest}: edit it, then `hfkit train {dest}`")
+    return 0

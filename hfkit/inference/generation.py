@@ -1,0 +1,130 @@
+"""Batched text generation (greedy, sampling, top-k/top-p, beam) with left padding.
+
+`GenerationSettings` holds the decoding knobs with hfkit's one set of defaults: the recipe's
+`generate:` section, the CLI's generation options and the evaluation commands all read them here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, PreTrainedModel
+
+from ..errors import HfkitError
+from .scoring import doc_start_token_id
+
+
+@dataclass
+class GenerationSettings:
+    """Decoding settings (GenerationConfig's names); the `help` metadata is the CLI's help text."""
+    max_new_tokens: int = field(default=64, metadata={"help": "tokens to generate per prompt"})
+    do_sample: bool = field(default=False, metadata={"help": "sample instead of greedy/beam decoding"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with --do-sample)"})
+    top_k: Optional[int] = field(default=None, metadata={"help": "sample from the k most likely tokens"})
+    top_p: Optional[float] = field(default=None, metadata={"help": "nucleus sampling: the smallest set of tokens "
+                                                                    "with this much probability"})
+    num_beams: int = field(default=1, metadata={"help": "beam search with this many beams (1: greedy)"})
+    num_return_sequences: int = field(default=1, metadata={"help": "continuations per prompt"})
+    repetition_penalty: Optional[float] = field(default=None, metadata={"help": "> 1 discourages repeats"})
+
+    def kwargs(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(GenerationSettings)}
+
+    def validate(self, prefix: str) -> None:
+        """The settings' own errors, up front (before any training or loading)."""
+        if self.max_new_tokens < 1:
+            raise HfkitError(f"recipe key '{prefix}.max_new_tokens' must be >= 1, got {self.max_new_tokens}")
+        for key in ("num_beams", "num_return_sequences"):
+            if getattr(self, key) < 1:
+                raise HfkitError(f"recipe key '{prefix}.{key}' must be >= 1, got {getattr(self, key)}")
+        try:
+            generation_config(None, **self.kwargs())
+        except HfkitError as e:
+            raise HfkitError(f"recipe section '{prefix}': {e}") from None
+
+
+@dataclass
+class GenerateConfig(GenerationSettings):
+    """Recipe section `generate`: samples written to metrics.json at the end of a run."""
+    prompts: list[str] = field(default_factory=list)
+
+
+def generation_config(tokenizer, max_new_tokens: int = 64, do_sample: bool = False,
+                      temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                      num_beams: int = 1, num_return_sequences: int = 1,
+                      repetition_penalty: float | None = None) -> GenerationConfig:
+    """A `GenerationConfig` from plain settings; unset knobs keep transformers' neutral values."""
+    if num_return_sequences > 1 and not do_sample and num_return_sequences > num_beams:
+        raise HfkitError(
+            f"num_return_sequences={num_return_sequences} needs sampling (--do-sample) or at least as many beams"
+        )
+    if do_sample and temperature <= 0:
+        raise HfkitError(f"temperature must be > 0 when sampling, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise HfkitError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and top_k < 0:
+        raise HfkitError(f"top_k must be >= 0, got {top_k}")
+    if repetition_penalty is not None and repetition_penalty <= 0:
+        raise HfkitError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
+                              num_return_sequences=num_return_sequences)
+    if tokenizer is not None:
+        kw.update(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                  bos_token_id=tokenizer.bos_token_id)
+    if do_sample:
+        kw.update(temperature=temperature, top_k=top_k if top_k is not None else 0, top_p=top_p if top_p is not None else 1.0)
+    if repetition_penalty is not None:
+        kw["repetition_penalty"] = repetition_penalty
+    return GenerationConfig(**kw)
+
+
+@torch.no_grad()
+def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: int = 16,
+             seed: int | None = None, add_special_tokens: bool = False, stop_token_ids: list[int] | None = None,
+             streamer=None, progress: bool = False, desc: str = "generate", **settings) -> list[list[str]]:
+    """Continue every prompt; returns, per prompt, `num_return_sequences` continuations (prompt removed).
+
+    Prompts are run in batches with left padding (decoder-only models must see the prompt's last
+    token at the right edge; encoder-decoder models get their input right-padded and return only
+    the output); they are grouped by length to waste little compute on padding. `progress`: a bar
+    over the batches (on stderr).
+    """
+    if not prompts:
+        return []
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    gen_cfg = generation_config(tokenizer, **settings)
+    if stop_token_ids:
+        gen_cfg.eos_token_id = list(stop_token_ids)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model.eval()
+    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "right" if seq2seq else "left"  # an encoder reads the input; a decoder continues it
+    try:
+        encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+        empty = [i for i, e in enumerate(encoded) if not e]
+        if empty:
+            # nothing to condition on: start from the document separator the model was trained with
+            for i in empty:
+                encoded[i] = [doc_start_token_id(tokenizer)]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+        out: list[list[str]] = [[] for _ in prompts]
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress,
+                          leave=False):
+            idx = order[start:start + batch_size]
+            batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            seqs = model.generate(**batch, generation_config=gen_cfg, streamer=streamer)
+            new = seqs if seq2seq else seqs[:, batch["input_ids"].shape[1]:]  # seq2seq outputs hold no prompt
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            n = gen_cfg.num_return_sequences
+            for j, i in enumerate(idx):
+                out[i] = texts[j * n:(j + 1) * n]
+        return out
+    finally:
+        tokenizer.padding_side = old_side

@@ -1,6 +1,0 @@
-"""`evaluate` module: hfkit's chrf (see hfkit.evaluation.hf_metrics)."""
-import hfkit.evaluation.hf_metrics as _hfkit
-
-
-class Chrf(_hfkit.HfkitMetric):
-    NAME = "chrf"

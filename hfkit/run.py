@@ -1,0 +1,256 @@
+"""`hfkit.train(recipe, overrides)`: one path for every task, in the order a reader expects.
+
+recipe -> corpus/records -> tokenizer -> model -> adapter -> task.prepare -> Trainer ->
+evaluate before/after -> save -> report. The task (hfkit.tasks) fills in what differs; nothing is
+written before the Trainer is built.
+"""
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import HfkitError
+from .recipe import Recipe, load_recipe
+from .tasks import Prepared, Task, get_task
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint; `code` is the exit status to use."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def recipe_tokenizer(recipe: Recipe, task: Task, data: Any):
+    """The recipe's tokenizer: `tokenizer.path`, else the checkpoint's own (`model.name_or_path`),
+    else one trained here on the training split."""
+    from .data.tokenizer import load_tokenizer, train_tokenizer
+
+    tk = recipe.tokenizer
+    path = tk.path or recipe.model.name_or_path
+    if path:
+        tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
+    else:
+        tokenizer = train_tokenizer(task.tokenizer_texts(data), tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase)
+    task.check_tokenizer(tokenizer, path or "trained here")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def recipe_model(recipe: Recipe, task: Task, tokenizer):
+    """The task's Auto class, built from the recipe's preset or loaded from `model.name_or_path`."""
+    import transformers
+
+    from .models import build_model
+
+    return build_model(recipe.model, tokenizer, getattr(transformers, task.auto_class))
+
+
+def adapt(recipe: Recipe, task: Task, model, tokenizer):
+    """Apply the recipe's adapter; check the task's sequences (plus virtual tokens) fit the model."""
+    from .adapters import apply_adapter
+    from .models import max_positions
+
+    length, key = task.sequence_length(recipe)
+    extra = recipe.adapter.virtual_tokens
+    limit = max_positions(model.config)
+    if limit is not None and length + extra > limit:
+        key = f"{key} + adapter.num_virtual_tokens" if extra else key
+        raise HfkitError(f"recipe key '{key}'={length + extra} exceeds the model's maximum positions ({limit})")
+    return apply_adapter(model, recipe.adapter, tokenizer, task.peft_task_type, recipe.training.get("max_steps"))
+
+
+def prepare_data(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None) -> tuple[Any, Prepared]:
+    """The data steps of a run without a model or training: returns (tokenizer, Prepared with its report)."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    task = get_task(recipe.task)
+    data = task.load(recipe, recipe.seed)
+    tokenizer = recipe_tokenizer(recipe, task, data)
+    task.setup(recipe, tokenizer, None)
+    return tokenizer, task.prepare(recipe, tokenizer, None, data, recipe.seed)
+
+
+@dataclass
+class Job:
+    """Everything a run trains with, built and checked before anything is written."""
+    recipe: Recipe
+    task: Task
+    tokenizer: Any
+    model: Any
+    counts: dict  # trainable / total parameters
+    prepared: Prepared
+    args: Any  # TrainingArguments
+    icl: list  # loaded eval.icl tasks
+
+
+def assemble(recipe: Recipe) -> Job:
+    """recipe -> corpus/records -> tokenizer -> model -> adapter -> task.prepare -> TrainingArguments."""
+    from .evaluation.during_training import load_icl_tasks
+    from .training.arguments import training_arguments
+
+    task = get_task(recipe.task)
+    icl = load_icl_tasks(recipe.eval)  # checked before any long work
+    data = task.load(recipe, recipe.seed)
+    tokenizer = recipe_tokenizer(recipe, task, data)
+    model = recipe_model(recipe, task, tokenizer)
+    task.setup(recipe, tokenizer, model)
+    model, counts = adapt(recipe, task, model, tokenizer)
+    prepared = task.prepare(recipe, tokenizer, model, data, recipe.seed)
+    prepared.stats["parameters"] = counts
+    args = training_arguments(recipe.training, task.training_defaults(recipe), prepared.validation is not None)
+    return Job(recipe, task, tokenizer, model, counts, prepared, args, icl)
+
+
+def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
+    """Run a training recipe; returns its metrics (also written to `output_dir/metrics.json`)."""
+    from transformers import set_seed
+
+    from .io import check_writable_dir
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    check_writable_dir(recipe.training["output_dir"], "recipe key 'training.output_dir'")
+    set_seed(recipe.seed)
+    t0 = time.time()
+    job = assemble(recipe)
+    out = Path(job.args.output_dir)
+    created = not out.exists()
+    try:
+        return _run(job, out, t0, quiet)
+    except BaseException:
+        # a fresh folder with no checkpoint is only debris; a folder with checkpoints is kept to resume
+        if created and out.exists() and not any(out.glob("checkpoint-*")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(job: Job, out: Path, t0: float, quiet: bool) -> dict:
+    from .display import plot_loss, print_table
+    from .evaluation.during_training import run_icl_tasks
+    from .io import atomic_write_text, write_json
+    from .training.callbacks import FirstEval, GracefulStop, JsonlLogger
+    from .training.checkpoints import latest_complete_checkpoint
+
+    recipe, task, args, model, tokenizer = job.recipe, job.task, job.args, job.model, job.tokenizer
+    prepared, icl, counts = job.prepared, job.icl, job.counts
+    out.mkdir(parents=True, exist_ok=True)
+    resume = args.resume_from_checkpoint
+    if resume == "auto":  # the newest complete checkpoint in output_dir, or a fresh start
+        found = latest_complete_checkpoint(out)
+        resume = str(found) if found else None
+        if not quiet:
+            print(f"resume_from_checkpoint=auto: {'resuming from ' + resume if resume else 'no checkpoint, starting fresh'}")
+    log_path = out / "log.jsonl"
+    if not resume:
+        log_path.unlink(missing_ok=True)
+    atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
+    stopper, first_eval = GracefulStop(), FirstEval()
+    trainer = task.trainer_class()(model=model, args=args, train_dataset=prepared.train,
+                                   eval_dataset=prepared.validation, data_collator=prepared.collator,
+                                   processing_class=tokenizer, callbacks=[JsonlLogger(log_path), stopper, first_eval])
+    n_params = sum(p.numel() for p in model.parameters())
+    main_process = trainer.is_world_process_zero()
+    show = main_process and not quiet
+    if show:
+        print_table(f"hfkit {recipe.task} run", [
+            ("model", f"{type(model).__name__} ({n_params / 1e6:.2f}M parameters)"),
+            ("tokenizer", f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"),
+            ("trainable parameters", f"{counts['trainable']:,} of {counts['total']:,} "
+                                     f"({counts['trainable_percent']:.3g}%, {counts['method']})"),
+            *prepared.overview,
+            *((f"source {k}", f"{v['share']:.1%} of mixture, {v['effective_epochs']:.2f} epochs")
+              for k, v in prepared.stats["mixture"].items()),
+        ])
+    metrics: dict = {"parameters": n_params, "world_size": args.world_size, "data": prepared.stats}
+    # evaluation by generation and in context, sampling and writing happen once, on the main process
+    if prepared.generation_eval and main_process:
+        metrics["generation_before"] = prepared.generation_eval(model, show)
+    if icl and main_process:
+        metrics["icl_before"] = run_icl_tasks(icl, model, tokenizer, progress=show)
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, stopper.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        train_out = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+    if stopper.signal is not None:
+        step = trainer.state.global_step
+        raise Interrupted(f"interrupted by {signal.Signals(stopper.signal).name} at step {step}: checkpoint saved in "
+                          f"{out / f'checkpoint-{step}'}; continue with resume_from_checkpoint=auto",
+                          128 + stopper.signal)
+    metrics["train"] = train_out.metrics
+    if first_eval.metrics is not None:
+        metrics["eval_before"] = first_eval.metrics
+    if prepared.validation is not None:
+        metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")  # sharded over the ranks
+    if args.world_size > 1 and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # replicated weights
+        metrics["rank_weights_sha256"] = _rank_fingerprints(model)
+    if prepared.generation_eval and main_process:
+        metrics["generation_after"] = prepared.generation_eval(model, show)
+    if icl and main_process:
+        metrics["icl_after"] = run_icl_tasks(icl, model, tokenizer, progress=show)
+    trainer.save_model(str(out))  # safetensors weights + config + tokenizer (with its chat template)
+    if recipe.generate.prompts and main_process:
+        from .inference.generation import generate
+
+        g = recipe.generate
+        samples = generate(model, tokenizer, g.prompts, seed=args.seed, **g.kwargs(), **prepared.generate_kwargs)
+        metrics["samples"] = [{"prompt": p, "outputs": o} for p, o in zip(g.prompts, samples)]
+    metrics["wall_seconds"] = round(time.time() - t0, 1)
+    if main_process:
+        write_json(out / "metrics.json", metrics)
+        plot_loss(trainer.state.log_history, out / "loss.png", metrics.get("eval_before"))
+        if not quiet:
+            _print_summary(metrics, out)
+    return metrics
+
+
+def _rank_fingerprints(model) -> list[str]:
+    """SHA-256 of the trained weights on every rank (all equal when the ranks trained one model)."""
+    import hashlib
+
+    import torch
+    import torch.distributed as dist
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    found: list = [None] * dist.get_world_size()
+    dist.all_gather_object(found, h.hexdigest())
+    return found
+
+
+def _print_summary(metrics: dict, out: Path) -> None:
+    from .display import print_table
+
+    rows = []
+    if "eval_before" in metrics and "eval_after" in metrics:
+        b, a = metrics["eval_before"]["eval_perplexity"], metrics["eval_after"]["eval_perplexity"]
+        rows += [("validation perplexity before", b), ("validation perplexity after", a),
+                 ("improvement", f"{b / a:.1f}x")]
+    after, before = metrics.get("generation_after", {}), metrics.get("generation_before", {})
+    for name, a in after.items():
+        if isinstance(a, float) and name in before:
+            rows.append((f"held-out {name} before -> after", f"{before[name]:.2f} -> {a:.2f}"))
+    for name, a in metrics.get("icl_after", {}).items():
+        b = metrics["icl_before"][name]
+        rows += [(f"icl {name} {k} before -> after", f"{b[k]:.1f} -> {a[k]:.1f}") for k in ("acc", "acc_norm", "exact_match")
+                 if k in a]
+    rows += [("train loss (mean)", metrics["train"].get("train_loss")),
+             ("train time (s)", metrics["train"].get("train_runtime")), ("output", str(out))]
+    print_table("hfkit results", rows)
+    for s in metrics.get("samples", []):
+        for o in s["outputs"]:
+            print(f"\n--- sample ---\n{s['prompt']}{o}")

@@ -1,0 +1,113 @@
+"""Tasks: what a run trains, one module each, registered by name (`task:` in a recipe).
+
+A task owns its recipe section (a dataclass and its defaults), its checks across sections, the Auto
+class it builds and loads, peft's task type, data preparation (train/validation datasets plus the
+rows of the data report), its collator, its TrainingArguments defaults and its evaluation hooks.
+The run (`hfkit.run.train`) calls these in order and never asks which task it is running.
+
+Adding a task is one module in this package (found at import): a `Task` subclass with `@register`.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import HfkitError
+
+if TYPE_CHECKING:
+    from ..recipe import Recipe
+
+DEFAULT_TASK = "clm"
+
+
+@dataclass
+class Prepared:
+    """What `Task.prepare` hands the run."""
+    train: Any  # datasets.Dataset of model inputs
+    validation: Any  # or None
+    collator: Callable
+    stats: dict  # the data report: counts, mixture, packing, truncation (goes into metrics.json)
+    overview: list[tuple[str, Any]]  # rows of the table printed when the run starts
+    generation_eval: Callable[..., dict] | None = None  # (model, progress) -> held-out scores by generation
+    generate_kwargs: dict = field(default_factory=dict)  # how the run's `generate:` samples are produced
+
+
+class Task:
+    """The interface every task implements (defaults here suit a causal LM)."""
+    name: ClassVar[str]
+    section: ClassVar[str | None] = None  # the recipe section this task owns (e.g. "sft")
+    config_class: ClassVar[type | None] = None  # its dataclass
+    auto_class: ClassVar[str] = "AutoModelForCausalLM"  # what the run builds or loads
+    peft_task_type: ClassVar[str | None] = "CAUSAL_LM"
+    pipeline_tag: ClassVar[str] = "text-generation"  # for model cards and pipelines
+    architectures: ClassVar[tuple[str, ...]] = ("gpt2", "llama")  # model.architecture presets it builds
+    causal: ClassVar[bool] = True  # left-to-right LM: perplexity, generation, in-context evaluation apply
+    generates: ClassVar[bool] = False  # has held-out generations to score (`eval.metrics`)
+
+    # --- checks, before any work
+    def check(self, recipe: "Recipe") -> None:
+        """Checks across sections that concern this task (the recipe is otherwise valid)."""
+
+    def sequence_length(self, recipe: "Recipe") -> tuple[int, str]:
+        """The longest sequence the task trains on, and the recipe key that sets it."""
+        return recipe.data.block_size, "data.block_size"
+
+    def check_tokenizer(self, tokenizer, where: str) -> None:
+        """The special tokens the task needs."""
+        if tokenizer.eos_token is None:
+            raise HfkitError(f"tokenizer '{where}' has no eos_token, needed to separate documents")
+
+    # --- the run, in order
+    def load(self, recipe: "Recipe", seed: int) -> Any:
+        """Read the data (no tokenization yet): a corpus, records..."""
+        raise NotImplementedError
+
+    def tokenizer_texts(self, data: Any) -> Iterable[str]:
+        """Texts to train a tokenizer on when the recipe has none (the training split)."""
+        raise NotImplementedError
+
+    def setup(self, recipe: "Recipe", tokenizer, model) -> None:
+        """Adjust tokenizer and model before the adapter is applied (chat template, new tokens)."""
+
+    def prepare(self, recipe: "Recipe", tokenizer, model, data: Any, seed: int) -> Prepared:
+        """Tokenized train/validation data, collator and report. `model` is None for a data report."""
+        raise NotImplementedError
+
+    def training_defaults(self, recipe: "Recipe") -> dict:
+        """TrainingArguments defaults of this task (the recipe's `training` section wins)."""
+        return {}
+
+    def trainer_class(self):
+        from ..training.trainer import HfkitTrainer
+
+        return HfkitTrainer
+
+    # --- evaluation of a saved run
+    def generation_inputs(self, recipe: "Recipe", records, tokenizer, where: str, model_path: str):
+        """Prompts and references for `hfkit eval bleu|...` on a run of this task without --template."""
+        raise HfkitError(f"'{model_path}' was trained by a {recipe.task} recipe, which has no prompt format: "
+                         f"give --template and --target-field")
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task available by its name."""
+    if cls.name in TASKS:
+        raise RuntimeError(f"task '{cls.name}' registered twice")
+    TASKS[cls.name] = cls()
+    return cls
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise HfkitError(f"recipe key 'task': unknown task '{name}' (tasks: {', '.join(sorted(TASKS))})")
+    return TASKS[name]
+
+
+for _m in pkgutil.iter_modules(__path__):  # every module here is a task
+    importlib.import_module(f"{__name__}.{_m.name}")

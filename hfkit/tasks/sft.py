@@ -1,0 +1,450 @@
+"""Supervised fine-tuning (`task: sft`): records -> (prompt, answer) or chats -> token ids with
+answer-only labels.
+
+Data shaping lives here (as in TRL): templates, chat templates, label masks, truncation that never
+cuts the prompt, and the two batching modes — padding-free (transformers'
+`DataCollatorWithFlattening`: examples concatenated in rows of at most `max_length` tokens, position
+ids restarting at 0, so attention never crosses examples) and padded, length-grouped batches. Knobs
+that mean what TRL's `SFTConfig` fields mean carry TRL's names (`max_length`, `padding_free`,
+`completion_only_loss`, `assistant_only_loss`).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Optional
+
+import torch
+from datasets import Dataset, concatenate_datasets
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+from ..data.corpus import deduplicate, sample_mixture, split_by_source
+from ..data.sources import load_records, quiet_datasets, source_label, source_where
+from ..data.templates import (Template, builtin_templates, chat_stop_ids, check_chat, choose_template,
+                              setup_chat_template)
+from ..errors import HfkitError
+from . import Prepared, Task, register
+
+if TYPE_CHECKING:
+    from ..recipe import Recipe
+
+
+@dataclass
+class TemplateConfig:
+    prompt: str  # Jinja over the record's fields
+    answer: str  # Jinja; its single field is what answer extraction returns
+    name: Optional[str] = None
+
+
+@dataclass
+class SftConfig:
+    """Recipe section `sft`."""
+    format: Literal["instruction", "prompt_completion", "chat"] = "instruction"
+    fields: dict = field(default_factory=dict)  # rename columns: {instruction: question, output: answer, ...}
+    templates: list[TemplateConfig] = field(default_factory=list)  # several = FLAN-style mix; default per format
+    chat_template: Optional[str] = None  # Jinja chat template; default: the tokenizer's own, else ChatML
+    system_prompt: Optional[str] = None  # chat: prepended as a system message when a record has none
+    completion_only_loss: bool = True  # instruction/prompt_completion: loss on the answer only (TRL's name)
+    assistant_only_loss: bool = True  # chat: loss on assistant turns only (TRL's name)
+    padding_free: bool = True  # no pad tokens: examples flattened into rows of <= max_length (TRL's name)
+    max_length: int = 512  # tokens per example; longer ones are cut in the answer, never in the prompt
+
+    RENAMED = {"packing": ("padding_free", "(true | false; TRL's SFTConfig name: 'packing: padded' is "
+                                           "'padding_free: false')")}
+
+    def validate(self, prefix: str) -> None:
+        if self.max_length < 2:
+            raise HfkitError(f"recipe key '{prefix}.max_length' must be >= 2, got {self.max_length}")
+
+
+REQUIRED = {"instruction": ("instruction", "output"), "prompt_completion": ("prompt", "completion"),
+            "chat": ("messages",)}
+PACKING_ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3")
+
+
+def recipe_templates(cfg: SftConfig) -> list[Template]:
+    if cfg.templates:
+        return [Template(t.prompt, t.answer, t.name or f"template{i}") for i, t in enumerate(cfg.templates)]
+    return builtin_templates(cfg.format)
+
+
+def map_fields(ds: Dataset, cfg: SftConfig, templates: list[Template], where: str) -> Dataset:
+    """Rename the recipe's mapped columns to hfkit's names and check every needed field exists."""
+    renames = {col: name for name, col in cfg.fields.items() if col != name}
+    for col in renames:
+        if col not in ds.column_names:
+            raise HfkitError(f"{where}: mapped field '{col}' (sft.fields) not found (columns: {', '.join(ds.column_names)})")
+    ds = ds.rename_columns(renames) if renames else ds
+    if cfg.format == "chat":
+        needed = {"messages"}
+    elif cfg.templates:
+        needed = set().union(*(t.fields for t in templates))
+    else:
+        needed = set(REQUIRED[cfg.format])
+    missing = sorted(needed - set(ds.column_names))
+    if missing:
+        raise HfkitError(f"{where}: record 0 is missing field '{missing[0]}' (columns: {', '.join(ds.column_names)}; "
+                         f"map yours with sft.fields)")
+    return ds
+
+
+def _with_system(messages: list[dict], system: str | None) -> list[dict]:
+    if system and (not messages or messages[0]["role"] != "system"):
+        return [{"role": "system", "content": system}] + list(messages)
+    return list(messages)
+
+
+def assistant_char_spans(tokenizer, messages: list[dict], index: int) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered chat and the character spans of every assistant turn (content + end of turn).
+
+    Found by rendering the conversation up to each turn: works with any chat template whose
+    renderings extend each other, which is checked.
+    """
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start_text = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        end_text = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (end_text.startswith(start_text) and full.startswith(end_text)):
+            raise HfkitError(f"record {index}: the chat template does not render conversations prefix by prefix; "
+                             f"answer-only labels cannot be located")
+        spans.append((len(start_text), len(end_text)))
+    return full, spans
+
+
+def _record(row: dict, cfg: SftConfig) -> dict:
+    if cfg.format == "instruction" and not cfg.templates:
+        row.setdefault("input", "")  # Alpaca's input is optional
+        if row["input"] is None:
+            row["input"] = ""
+    return row
+
+
+def validate_records(ds: Dataset, cfg: SftConfig, templates: list[Template], seed: int) -> None:
+    """Every record up front, so bad input fails in one line before any long work starts."""
+    for record in ds:
+        record = _record(record, cfg)
+        idx = record["_index"]
+        if cfg.format == "chat":
+            check_chat(_with_system(record["messages"], cfg.system_prompt), idx)
+            continue
+        for name in REQUIRED[cfg.format] if not cfg.templates else ():
+            if record.get(name) is None:
+                raise HfkitError(f"record {idx}: field '{name}' is missing")
+        template = choose_template(templates, idx, seed)
+        if not template.render(record, idx)[1].strip():
+            raise HfkitError(f"record {idx}: empty answer (template '{template.name}')")
+
+
+def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Template], seed: int) -> dict:
+    out = {"input_ids": [], "labels": [], "num_tokens": []}
+    for record in _rows(batch):
+        record = _record(record, cfg)
+        idx = record["_index"]
+        if cfg.format == "chat":
+            messages = _with_system(record["messages"], cfg.system_prompt)
+            text, spans = assistant_char_spans(tokenizer, messages, idx)
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids = enc["input_ids"]
+            trained = [any(a <= s < b for a, b in spans) for s, _ in enc["offset_mapping"]]
+            labels = [t if (tr or not cfg.assistant_only_loss) else -100 for t, tr in zip(ids, trained)]
+            ids, labels = ids[: cfg.max_length], labels[: cfg.max_length]
+            if all(x == -100 for x in labels):
+                continue  # truncation removed every answer token: counted as dropped
+        else:
+            prompt, answer = choose_template(templates, idx, seed).render(record, idx)
+            p = tokenizer(prompt)["input_ids"]  # with the tokenizer's own BOS, if it adds one
+            a = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            if len(p) >= cfg.max_length:
+                continue  # no room for any answer token: dropped, never trained on a prompt alone
+            a = a[: cfg.max_length - len(p)]
+            ids = p + a
+            labels = ([-100] * len(p) if cfg.completion_only_loss else p) + a
+        out["input_ids"].append(ids)
+        out["labels"].append(labels)
+        out["num_tokens"].append(len(ids))
+    return out
+
+
+def tokenize_sft(ds: Dataset, tokenizer, cfg: SftConfig, templates: list[Template], seed: int,
+                 num_proc: int | None = None) -> tuple[Dataset, int]:
+    """Batched map to input_ids/labels; returns the dataset and how many records truncation dropped."""
+    tok = ds.map(_tokenize_batch, batched=True, remove_columns=ds.column_names,
+                 fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "templates": templates, "seed": seed},
+                 num_proc=num_proc, desc="tokenize (sft)")
+    return tok, len(ds) - len(tok)
+
+
+def eval_prompts(records: Dataset, tokenizer, cfg: SftConfig, templates: list[Template], seed: int,
+                 limit: int | None) -> tuple[list[str], list[str], list[Template | None]]:
+    """Prompts, reference answers and templates (for extraction) of held-out records."""
+    prompts, refs, used = [], [], []
+    n = len(records) if limit is None else min(limit, len(records))
+    for i in range(n):
+        rec = _record(records[i], cfg)
+        if cfg.format == "chat":
+            messages = _with_system(rec["messages"], cfg.system_prompt)
+            prompts.append(tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True))
+            refs.append(messages[-1]["content"])
+            used.append(None)
+        else:
+            t = choose_template(templates, rec["_index"], seed)
+            p, a = t.render(rec, rec["_index"])
+            prompts.append(p)
+            refs.append(t.extract_answer(a))
+            used.append(t)
+    return prompts, refs, used
+
+
+@dataclass
+class SftData:
+    train: Dataset
+    validation: Dataset | None
+    eval_records: Dataset | None
+    templates: list[Template]
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class SftRecords:
+    """The records of an sft run, split: per-source training records and validation records."""
+    train: dict[str, Dataset]
+    validation: Dataset | None
+    stats: dict
+
+
+def load_sft_records(recipe: "Recipe", seed: int) -> SftRecords:
+    """Load, map, dedup and split every source."""
+    cfg, data = recipe.task_config, recipe.data
+    templates = recipe_templates(cfg)
+    labels, parts = [], []
+    for i, src in enumerate(data.sources):
+        label = source_label(src) if source_label(src) not in labels else f"{source_label(src)}_{i}"
+        ds = map_fields(load_records(src), cfg, templates, source_where(src))
+        labels.append(label)
+        with quiet_datasets():
+            parts.append(ds.add_column("_src", [i] * len(ds)))
+    with quiet_datasets():
+        try:
+            everything = concatenate_datasets(parts)
+        except ValueError as e:
+            raise HfkitError(f"data.sources: sources have incompatible columns ({e})") from None
+        everything = everything.add_column("_index", list(range(len(everything))))
+        keyed = everything.map(lambda b: {"text": [repr(sorted((k, v) for k, v in r.items() if k[0] != "_"))
+                                                    for r in _rows(b)]}, batched=True)
+        deduped, n_dup = deduplicate(keyed, data.dedup)
+        deduped = deduped.remove_columns("text")
+    validate_records(everything, cfg, templates, seed)
+    if len(deduped) == 0:
+        raise HfkitError("data: no records")
+    train, validation, counts = split_by_source(deduped, labels, data.validation_fraction, seed, "records")
+    per_source = {k: {"records": c["total"], "train": c["train"], "validation": c["validation"]}
+                  for k, c in counts.items()}
+    validation = validation if len(validation) else None
+    return SftRecords(train, validation, {"removed_duplicates": n_dup, "sources": per_source})
+
+
+def _rows(batch: dict) -> list[dict]:
+    keys = list(batch)
+    return [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
+
+
+def prepare_sft_data(recipe: "Recipe", tokenizer, train_records: dict[str, Dataset], val_records: Dataset | None,
+                     stats: dict, seed: int) -> SftData:
+    cfg = recipe.task_config
+    templates = recipe_templates(cfg)
+    tokenized, dropped = {}, 0
+    for label, ds in train_records.items():
+        tokenized[label], d = tokenize_sft(ds, tokenizer, cfg, templates, seed, recipe.data.num_proc)
+        dropped += d
+        if len(tokenized[label]) == 0:
+            raise HfkitError(f"data source '{label}': every record was dropped by truncation "
+                             f"(sft.max_length={cfg.max_length})")
+    mixture, report = sample_mixture(tokenized, {k: s for k, s in zip(train_records, recipe.data.sources)},
+                                     recipe.data.mixture_tokens, seed)
+    validation = None
+    if val_records is not None and len(val_records):
+        validation, d = tokenize_sft(val_records, tokenizer, cfg, templates, seed, recipe.data.num_proc)
+        dropped += d
+        validation = validation.remove_columns("num_tokens") if len(validation) else None
+    if dropped:
+        print(f"warning: {dropped} records dropped: prompt fills sft.max_length={cfg.max_length}, no answer left",
+              file=sys.stderr)
+    trained = sum(sum(1 for x in lab if x != -100) for lab in mixture["labels"])
+    stats = {**stats, "mixture": report, "dropped_by_truncation": dropped, "train_examples": len(mixture),
+             "train_tokens": int(sum(mixture["num_tokens"])), "trained_tokens": int(trained)}
+    return SftData(mixture.remove_columns("num_tokens"), validation, val_records, templates, stats)
+
+
+class PaddingFreeCollator(DataCollatorWithFlattening):
+    """transformers' flattening collator, plus two things.
+
+    `use_cache=False`: with a KV cache in the forward pass the model ignores the restarting position
+    ids and lets packed examples attend to each other.
+    `max_row_tokens`: with eager/SDPA attention a packed row costs (row length)^2 however it is
+    masked, so consecutive examples are packed into rows of at most this many tokens (the batch
+    becomes a few rows; only the short tail of each row but the longest is filler, which forms a
+    segment of its own and carries no labels). None: the whole batch in one row, as with
+    flash-attention's variable-length kernels.
+    """
+
+    def __init__(self, *args, max_row_tokens: int | None = None, pad_token_id: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_row_tokens = max_row_tokens
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features, return_tensors=None, separator_id=None):
+        if not self.max_row_tokens:
+            batch = super().__call__(features, return_tensors, separator_id)
+            batch["use_cache"] = False
+            return batch
+        rows, row, used = [], [], 0
+        for f in features:
+            n = len(f["input_ids"])
+            if row and used + n > self.max_row_tokens:
+                rows.append(row)
+                row, used = [], 0
+            row.append(f)
+            used += n
+        rows.append(row)
+        flat = [super(PaddingFreeCollator, self).__call__(r, "pt", separator_id) for r in rows]
+        width = max(b["input_ids"].shape[1] for b in flat)
+        out = {"input_ids": torch.full((len(flat), width), self.pad_token_id, dtype=torch.long),
+               "labels": torch.full((len(flat), width), -100, dtype=torch.long),
+               "position_ids": torch.zeros((len(flat), width), dtype=torch.long)}
+        for i, b in enumerate(flat):
+            n = b["input_ids"].shape[1]
+            out["input_ids"][i, :n] = b["input_ids"][0]
+            out["labels"][i, :n] = b["labels"][0]
+            out["position_ids"][i, :n] = b["position_ids"][0]
+            out["position_ids"][i, n:] = torch.arange(width - n)  # filler: its own segment
+        out["use_cache"] = False
+        return out
+
+
+def sft_collator(cfg: SftConfig, tokenizer):
+    if cfg.padding_free:
+        return PaddingFreeCollator(return_position_ids=True, separator_id=-100, max_row_tokens=cfg.max_length,
+                                   pad_token_id=tokenizer.pad_token_id or 0)
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding="longest")
+
+
+@torch.no_grad()
+def check_padding_free(model) -> None:
+    """Refuse padding-free packing where the model would let packed examples see each other."""
+    impl = getattr(model.config, "_attn_implementation", None) or "eager"
+    if impl not in PACKING_ATTENTION:
+        raise HfkitError(f"sft.padding_free=true does not support attn_implementation '{impl}' "
+                         f"(supported: {', '.join(PACKING_ATTENTION)}); set sft.padding_free=false")
+    was_training = model.training
+    model.eval()
+    try:
+        g = torch.Generator().manual_seed(0)
+        vocab = model.get_input_embeddings().num_embeddings
+        a = torch.randint(0, vocab, (6,), generator=g)
+        b = torch.randint(0, vocab, (5,), generator=g)
+        dev = model.device
+        packed = model(input_ids=torch.cat([a, b])[None].to(dev),
+                       position_ids=torch.tensor([list(range(6)) + list(range(5))], device=dev), use_cache=False).logits
+        alone = model(input_ids=b[None].to(dev), use_cache=False).logits
+        if (packed[0, 6:] - alone[0]).abs().max().item() > 1e-3:
+            raise HfkitError(f"sft.padding_free=true: {type(model).__name__} with attn_implementation '{impl}' "
+                             f"does not isolate packed examples; set sft.padding_free=false")
+    finally:
+        model.train(was_training)
+
+
+def _record_texts(records: dict[str, Dataset]):
+    """Every string of the training records (a tokenizer trained here must cover them)."""
+    for ds in records.values():
+        for row in ds:
+            for k, v in row.items():
+                if isinstance(v, str) and not k.startswith("_"):
+                    yield v
+                elif k == "messages":
+                    yield from (m["content"] for m in v)
+
+
+@register
+class SupervisedFineTuning(Task):
+    name = "sft"
+    section = "sft"
+    config_class = SftConfig
+    generates = True
+
+    def check(self, recipe: "Recipe") -> None:
+        cfg = recipe.task_config
+        if recipe.adapter.virtual_tokens and cfg.padding_free:
+            raise HfkitError(f"adapter.method={recipe.adapter.method} adds virtual tokens in front of every sequence, "
+                             f"which padding-free packing cannot place: set sft.padding_free=false")
+        for i, src in enumerate(recipe.data.sources):
+            if src.kind == "default":
+                raise HfkitError(f"data.sources.{i}: the default corpus is plain text, not instruction records")
+
+    def sequence_length(self, recipe: "Recipe") -> tuple[int, str]:
+        return recipe.task_config.max_length, "sft.max_length"
+
+    def load(self, recipe: "Recipe", seed: int) -> SftRecords:
+        return load_sft_records(recipe, seed)
+
+    def tokenizer_texts(self, records: SftRecords):
+        return _record_texts(records.train)
+
+    def setup(self, recipe: "Recipe", tokenizer, model) -> None:
+        cfg = recipe.task_config
+        if cfg.format == "chat" or cfg.chat_template:
+            setup_chat_template(tokenizer, model, cfg.chat_template)
+
+    def prepare(self, recipe: "Recipe", tokenizer, model, records: SftRecords, seed: int) -> Prepared:
+        cfg, ev = recipe.task_config, recipe.eval
+        data = prepare_sft_data(recipe, tokenizer, records.train, records.validation, records.stats, seed)
+        if cfg.padding_free and model is not None:
+            check_padding_free(model)
+        chat = cfg.format == "chat"
+        gen_kw = {"add_special_tokens": not chat, "stop_token_ids": chat_stop_ids(tokenizer) if chat else None}
+
+        def generation_eval(m, progress: bool = False) -> dict:
+            from ..evaluation.generation_eval import extracted_predictions
+            from ..evaluation.text_metrics import corpus_metrics
+            from ..inference.generation import generate
+
+            prompts, refs, templates = eval_prompts(data.eval_records, tokenizer, cfg, data.templates, seed,
+                                                    ev.max_examples)
+            outs = generate(m, tokenizer, prompts, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
+                            num_beams=ev.num_beams, progress=progress, desc="generate (eval)", **gen_kw)
+            preds = extracted_predictions(outs, templates)
+            scores = corpus_metrics(preds, refs, tuple(ev.metrics))
+            scores["examples"] = [{"reference": r, "prediction": p} for r, p in list(zip(refs, preds))[:5]]
+            scores["n"] = len(refs)
+            return scores
+
+        s = data.stats
+        overview = [("train examples", s["train_examples"]), ("train tokens", s["train_tokens"]),
+                    ("trained (answer) tokens", s["trained_tokens"]),
+                    ("dropped by truncation", s["dropped_by_truncation"]),
+                    ("batching", "padding-free" if cfg.padding_free else "padded"),
+                    ("validation examples", len(data.validation) if data.validation else 0)]
+        has_gen_eval = bool(ev.metrics) and data.eval_records is not None and len(data.eval_records) > 0
+        return Prepared(data.train, data.validation, sft_collator(cfg, tokenizer), s, overview,
+                        generation_eval if has_gen_eval else None, gen_kw)
+
+    def training_defaults(self, recipe: "Recipe") -> dict:
+        if recipe.task_config.padding_free:
+            return {}
+        return {"train_sampling_strategy": "group_by_length"}  # similar lengths share a batch: little padding
+
+    def generation_inputs(self, recipe: "Recipe", records, tokenizer, where: str, model_path: str):
+        from ..evaluation.generation_eval import GenerationInputs
+
+        cfg = recipe.task_config
+        templates = recipe_templates(cfg)
+        records = map_fields(records, cfg, templates, where)
+        records = records.add_column("_index", list(range(len(records))))
+        chat = cfg.format == "chat"
+        if chat:
+            setup_chat_template(tokenizer, None, cfg.chat_template)  # the run saved its template with the tokenizer
+        prompts, refs, extractors = eval_prompts(records, tokenizer, cfg, templates, recipe.seed, None)
+        gen_kw = {"add_special_tokens": not chat, "stop_token_ids": chat_stop_ids(tokenizer) if chat else None}
+        return GenerationInputs(prompts, refs, extractors, gen_kw, [records[i] for i in range(len(records))])

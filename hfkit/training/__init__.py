@@ -1,0 +1,1 @@
+"""Training machinery shared by every task: TrainingArguments, the Trainer, callbacks, checkpoints, launching."""

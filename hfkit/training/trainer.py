@@ -1,0 +1,68 @@
+"""hfkit's `Trainer`: atomic checkpoints and perplexity next to every evaluation loss.
+
+Every task trains through this class (or a subclass of it, or of one of transformers' and TRL's
+Trainer subclasses combined with `AtomicCheckpoints`).
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+
+STAGING_DIR = ".incomplete"  # checkpoints are written here, then renamed into output_dir when complete
+
+
+class AtomicCheckpoints:
+    """Mixin for any `Trainer`: each checkpoint is written into `output_dir/.incomplete/checkpoint-N`
+    and renamed to `output_dir/checkpoint-N` once every rank has written its part. A kill at any
+    moment leaves no `checkpoint-N` folder that `resume_from_checkpoint` would pick and fail to load.
+    Also reports perplexity = exp(eval loss) wherever an eval loss is logged."""
+
+    _staging = False
+
+    def _get_output_dir(self, trial):
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = run_dir / STAGING_DIR / name, run_dir / name
+        if self.args.should_save and staged.exists():
+            shutil.rmtree(staged)  # debris of a save that was killed
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()  # every rank's files (RNG states, shards) are in
+        if self.args.should_save:
+            best = self.state.best_model_checkpoint
+            if best and Path(best).parent == staged.parent:  # Trainer saw the staged path: point at the final one
+                self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+                self.state.save_to_json(str(staged / "trainer_state.json"))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            try:
+                staged.parent.rmdir()
+            except OSError:
+                pass
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        for key in [k for k in logs if k.endswith("eval_loss")]:
+            logs[key[: -len("loss")] + "perplexity"] = math.exp(min(logs[key], 50.0))
+        super().log(logs, *args, **kwargs)
+
+
+class HfkitTrainer(AtomicCheckpoints, Trainer):
+    """`Trainer` with atomic checkpoints and perplexity logging."""
