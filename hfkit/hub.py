@@ -108,6 +108,15 @@ def files_to_push(run: Path) -> list[Path]:
     return out
 
 
+def peft_auto_class(auto_class: str) -> str:
+    """peft's Auto class for an adapter on a transformers Auto class (AutoModelForCausalLM ->
+    AutoPeftModelForCausalLM), or the generic AutoPeftModel."""
+    import peft
+
+    name = "AutoPeft" + auto_class.removeprefix("Auto")
+    return name if hasattr(peft, name) else "AutoPeftModel"
+
+
 def model_card(run: Path, repo_id: str) -> str:
     """README.md with Hub metadata (base_model, library_name, tags, datasets, pipeline_tag, metrics)."""
     import json
@@ -121,8 +130,11 @@ def model_card(run: Path, repo_id: str) -> str:
     base = recipe.get("model", {}).get("name_or_path")
     if adapter:
         base = json.loads((run / "adapter_config.json").read_text()).get("base_model_name_or_path") or base
+    from .tasks import DEFAULT_TASK, get_task
+
     method = recipe.get("adapter", {}).get("method", "full")
-    task = recipe.get("task", "clm")
+    task = recipe.get("task", DEFAULT_TASK)
+    spec = get_task(task)
     datasets = [s["path"] for s in recipe.get("data", {}).get("sources", []) if s.get("kind") == "hub"]
     scores = {}
     if "eval_after" in metrics:
@@ -135,12 +147,11 @@ def model_card(run: Path, repo_id: str) -> str:
         base_model=base if base and looks_like_hub_id(base) else None,
         library_name="peft" if adapter else "transformers",
         tags=["hfkit", task, method] + (["lora"] if method == "lora" else []),
-        datasets=datasets or None, pipeline_tag="text-generation",
+        datasets=datasets or None, pipeline_tag=spec.pipeline_tag,
         metrics=[k.split()[-1] if k.islower() else k.lower() for k in scores] or None)
-    loader = ("from peft import AutoPeftModelForCausalLM\n"
-              f"model = AutoPeftModelForCausalLM.from_pretrained(\"{repo_id}\")") if adapter else (
-              "from transformers import AutoModelForCausalLM\n"
-              f"model = AutoModelForCausalLM.from_pretrained(\"{repo_id}\")")
+    auto = peft_auto_class(spec.auto_class) if adapter else spec.auto_class
+    loader = (f"from {'peft' if adapter else 'transformers'} import {auto}\n"
+              f"model = {auto}.from_pretrained(\"{repo_id}\")")
     table = "\n".join(f"| {k} | {v:.4g} |" for k, v in scores.items() if isinstance(v, (int, float)))
     params = metrics.get("data", {}).get("parameters", {})
     sources = ", ".join(s.get("path") or s.get("kind") for s in recipe.get("data", {}).get("sources", []))

@@ -435,3 +435,31 @@ def test_every_public_name_resolves():
     for name in hfkit.__all__:
         assert getattr(hfkit, name) is not None, name
     assert hfkit.corpus_metrics(["a b c d"], ["a b c d"], ("bleu",))["bleu"] == pytest.approx(100.0)
+
+
+def test_reports_are_named_by_their_settings_and_compare_aligns_folder_and_file(tiny_run, tmp_path, capsys,
+                                                                                monkeypatch):
+    """Two ICL evaluations that differ only in seed land in two reports; `eval compare` lines up the same
+    report read from a run folder and from a file; no chart unless --png; counts are never charted."""
+    from hfkit.evaluation.compare import compare, plot_comparison
+
+    run_dir, _ = tiny_run
+    model_dir = tmp_path / "model"
+    shutil.copytree(run_dir, model_dir, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "eval"))
+    _mc_task(tmp_path / "mc.jsonl", n=10)
+    for seed in (1, 2):
+        rc, _, _ = run(["eval", "icl", "--model", model_dir, "--data", tmp_path / "mc.jsonl", "--shots", 1,
+                        "--seed", seed, "--json"], capsys)
+        assert rc == 0
+    assert sorted(p.name for p in (model_dir / "eval").glob("*.json")) == [
+        "icl_mc_1shot_seed1.json", "icl_mc_1shot_seed2.json"]
+    shutil.copy(model_dir / "eval" / "icl_mc_1shot_seed2.json", tmp_path / "report.json")
+    cmp = compare([str(model_dir), str(tmp_path / "report.json")])
+    acc = cmp["metrics"]["icl_mc_1shot_seed2.acc"]
+    assert acc[0] == acc[1] is not None  # the same metric, one row, from the folder and from the file
+    assert cmp["metrics"]["icl_mc_1shot_seed2.n"] == [10.0, 10.0]
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = run(["eval", "compare", model_dir, tmp_path / "report.json"], capsys)
+    assert rc == 0 and "icl_mc_1shot_seed2.acc" in out and not list(tmp_path.glob("*.png"))  # no chart unless asked
+    charted = plot_comparison(cmp, tmp_path / "c.png")
+    assert "icl_mc_1shot_seed2.acc" in charted and not any(n.endswith((".n", ".paths")) for n in charted)

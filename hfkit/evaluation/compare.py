@@ -102,8 +102,9 @@ def print_comparison(cmp: dict) -> None:
     Console().print(t)
 
 
-def plot_comparison(cmp: dict, path: str | Path, max_metrics: int = 24) -> None:
-    """One small bar chart per metric (scales differ between metrics), runs side by side."""
+def plot_comparison(cmp: dict, path: str | Path, max_metrics: int = 24) -> list[str]:
+    """One small bar chart per metric (scales differ between metrics), runs side by side; counts are
+    not charted. Returns the metrics charted."""
     import os
 
     import matplotlib
@@ -134,3 +135,4 @@ def plot_comparison(cmp: dict, path: str | Path, max_metrics: int = 24) -> None:
     fig.savefig(tmp, dpi=110, metadata={"Software": "hfkit"})
     plt.close(fig)
     os.replace(tmp, path)
+    return names
