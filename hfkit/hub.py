@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import HfkitError
@@ -22,6 +23,40 @@ def looks_like_hub_id(s: str) -> bool:
     return bool(_HUB_ID.match(s)) and not s.startswith((".", "/"))
 
 
+def is_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def in_cache(repo_id: str, revision: str | None = None, repo_type: str = "model") -> bool:
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, revision=revision, repo_type=repo_type, local_files_only=True)
+        return True
+    except Exception:
+        return False
+
+
+def check_model_ref(ref: str, what: str, revision: str | None = None) -> None:
+    """A model or tokenizer reference is a folder that exists, or a Hub id that can be had: one
+    line otherwise. A path that looks local (`./x`, `/x`, `runs/x` where `runs/` exists, more than
+    one `/`) is reported as a missing folder, not sent to the Hub."""
+    if Path(ref).expanduser().exists():
+        return
+    first = ref.split("/", 1)[0]
+    local = (ref.startswith((".", "/", "~")) or not looks_like_hub_id(ref) or "/" not in ref
+             or (first and Path(first).is_dir()))
+    hint = " (train it first: `make demo` or `hfkit train clm_pretrain`)" if ref.startswith("runs/") else ""
+    if local:
+        raise HfkitError(f"{what}: no such folder: {ref}{hint}")
+    ensure_cached(ref)
+    if is_offline() and not in_cache(ref, revision):
+        raise HfkitError(f"{what}: no such folder '{ref}', and the Hub model '{ref}' is not in the local Hub cache "
+                         f"and HF_HUB_OFFLINE=1{hint or ': download it once online, or cache a local copy with `hfkit hub import FOLDER --repo-id ' + ref + '`'}")
+
+
 def hub_cache_dir() -> Path:
     from huggingface_hub import constants
 
@@ -32,7 +67,8 @@ def import_to_cache(folder: str | os.PathLike, repo_id: str, cache_dir: str | os
                     repo_type: str = "model") -> Path:
     """Make `folder` the cached `main` revision of `repo_id`; returns the snapshot folder.
 
-    The commit id is a hash of the files, so importing the same folder twice is a no-op. Files are
+    The commit id is a hash of the files' names and contents, so importing the same folder twice is a
+    no-op and importing it after a change makes a new revision. Files are
     linked, not copied, where the filesystem allows.
     """
     src = Path(folder)
@@ -42,9 +78,11 @@ def import_to_cache(folder: str | os.PathLike, repo_id: str, cache_dir: str | os
         raise HfkitError(f"repo id '{repo_id}' must be owner/name")
     files = sorted(p for p in src.rglob("*") if p.is_file() and ".git" not in p.parts)
     digest = hashlib.sha1()
-    for f in files:
-        digest.update(str(f.relative_to(src)).encode())
-        digest.update(str(f.stat().st_size).encode())
+    for f in files:  # names and contents: a changed file is a new revision, even at the same size
+        digest.update(str(f.relative_to(src)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
     commit = digest.hexdigest()
     repo = Path(cache_dir or hub_cache_dir()) / f"{repo_type}s--{repo_id.replace('/', '--')}"
     snap = repo / "snapshots" / commit
@@ -95,105 +133,91 @@ def seed_minilm(cache_dir: str | os.PathLike | None = None) -> Path:
 
 # ----------------------------------------------------------------------------- push
 
-_SKIP = ("checkpoint-", "merged", "runs", ".")
-_NEVER = {"training_args.bin"}  # a pickle: not shipped by default (safe loading)
+CARD_MARK = "<!-- model card written by hfkit -->"
+# what a run publishes, by name: never anything else in the folder (no checkpoints, no pickles, no strays)
+ARTEFACTS = {
+    "model": ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
+              "model.safetensors.index.json"),
+    "adapter": ("adapter_config.json", "adapter_model.safetensors"),
+    "tokenizer": ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                  "vocab.json", "vocab.txt", "merges.txt", "spiece.model", "tokenizer.model", "added_tokens.json"),
+    "run": ("recipe.yaml", "metrics.json", "log.jsonl", "loss.png", "eval/*.json"),
+}
 
 
-def files_to_push(run: Path) -> list[Path]:
-    """What a run publishes: weights or adapter, config, tokenizer, recipe, metrics, loss curve."""
-    out = []
-    for f in sorted(run.iterdir()):
-        if f.is_file() and f.name not in _NEVER and not f.name.startswith(_SKIP) and f.name != "README.md":
-            out.append(f)
-    return out
+@dataclass
+class Upload:
+    path_in_repo: str
+    source: Path | None = None  # a file of the run folder ...
+    data: bytes | None = None  # ... or content made for the upload (the card, a rewritten adapter config)
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.source.stat().st_size
 
 
-def peft_auto_class(auto_class: str) -> str:
-    """peft's Auto class for an adapter on a transformers Auto class (AutoModelForCausalLM ->
-    AutoPeftModelForCausalLM), or the generic AutoPeftModel."""
-    import peft
+def _run_files(run: Path) -> tuple[list[Path], list[str]]:
+    """The run's artefacts by the names above, and what was left out (symlinks that leave the folder)."""
+    import fnmatch
 
-    name = "AutoPeft" + auto_class.removeprefix("Auto")
-    return name if hasattr(peft, name) else "AutoPeftModel"
+    root = run.resolve()
+    chosen, skipped = [], []
+    for f in sorted(p for p in run.rglob("*") if p.is_file() or p.is_symlink()):
+        rel = f.relative_to(run).as_posix()
+        if not any(fnmatch.fnmatch(rel, pat) for pats in ARTEFACTS.values() for pat in pats):
+            continue
+        target = f.resolve()
+        if f.is_symlink() and root not in target.parents:
+            skipped.append(f"{rel} (a symlink out of the run folder, to {target})")
+            continue
+        if target.is_file():
+            chosen.append(f)
+    return chosen, skipped
 
 
-def model_card(run: Path, repo_id: str) -> str:
-    """README.md with Hub metadata (base_model, library_name, tags, datasets, pipeline_tag, metrics)."""
+def _read_json(path: Path) -> dict:
     import json
 
-    import yaml
-    from huggingface_hub import ModelCard, ModelCardData
-
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text()) if (run / "recipe.yaml").is_file() else {}
-    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    adapter = (run / "adapter_config.json").is_file()
-    base = recipe.get("model", {}).get("name_or_path")
-    if adapter:
-        base = json.loads((run / "adapter_config.json").read_text()).get("base_model_name_or_path") or base
-    from .tasks import DEFAULT_TASK, get_task
-
-    method = recipe.get("adapter", {}).get("method", "full")
-    task = recipe.get("task", DEFAULT_TASK)
-    spec = get_task(task)
-    datasets = [s["path"] for s in recipe.get("data", {}).get("sources", []) if s.get("kind") == "hub"]
-    scores = {}
-    if "eval_after" in metrics:
-        scores["validation perplexity"] = metrics["eval_after"].get("eval_perplexity")
-        scores["validation loss"] = metrics["eval_after"].get("eval_loss")
-    for name in ("bleu", "chrf"):
-        if name in metrics.get("generation_after", {}):
-            scores[name.upper()] = metrics["generation_after"][name]
-    data = ModelCardData(
-        base_model=base if base and looks_like_hub_id(base) else None,
-        library_name="peft" if adapter else "transformers",
-        tags=["hfkit", task, method] + (["lora"] if method == "lora" else []),
-        datasets=datasets or None, pipeline_tag=spec.pipeline_tag,
-        metrics=[k.split()[-1] if k.islower() else k.lower() for k in scores] or None)
-    auto = peft_auto_class(spec.auto_class) if adapter else spec.auto_class
-    loader = (f"from {'peft' if adapter else 'transformers'} import {auto}\n"
-              f"model = {auto}.from_pretrained(\"{repo_id}\")")
-    table = "\n".join(f"| {k} | {v:.4g} |" for k, v in scores.items() if isinstance(v, (int, float)))
-    params = metrics.get("data", {}).get("parameters", {})
-    sources = ", ".join(s.get("path") or s.get("kind") for s in recipe.get("data", {}).get("sources", []))
-    body = f"""
-# {repo_id.split('/')[-1]}
-
-Trained with [hfkit](https://pypi.org/project/hfkit/) (`task: {task}`, `adapter.method: {method}`){f' from `{base}`' if base else ' from scratch'}.
-
-## Training
-- data: {sources or 'see recipe.yaml'}
-- steps: {recipe.get('training', {}).get('max_steps', '?')}, learning rate {recipe.get('training', {}).get('learning_rate', '?')}
-- trainable parameters: {params.get('trainable', '?')} of {params.get('total', '?')}
-- the full resolved recipe is `recipe.yaml` in this repository; metrics are in `metrics.json`.
-
-## How to load
-```python
-{loader}
-from transformers import AutoTokenizer
-tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
-```
-
-## Evaluation
-| metric | value |
-|---|---|
-{table or '| (none recorded) | |'}
-"""
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").content
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
-def push(run_dir: str, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False,
-         endpoint: str | None = None) -> dict:
-    """Upload a run (model or adapter, tokenizer, recipe, metrics, model card) in one commit."""
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+def run_base_model(run: Path) -> dict | None:
+    """What the run started from: {"name_or_path", "local"}; None when trained from scratch."""
+    from .outputs import read_marker
+    from .schema import yaml_load
+
+    info = (read_marker(run) or {}).get("base_model")
+    if info:
+        return info
+    recipe = yaml_load((run / "recipe.yaml").read_text()) if (run / "recipe.yaml").is_file() else {}
+    name = _read_json(run / "adapter_config.json").get("base_model_name_or_path") or \
+        (recipe.get("model") or {}).get("name_or_path")
+    if not name:
+        return None
+    return {"name_or_path": name, "local": Path(name).is_absolute() or Path(name).exists()}
+
+
+def upload_plan(run_dir: str, repo_id: str, base_model: str | None = None) -> tuple[list[Upload], list[str]]:
+    """Everything `hfkit push` uploads (the card included) and what it leaves out, with reasons.
+    `base_model`: the Hub id of a base the run was trained from as a local folder; it goes into the
+    card and into the uploaded adapter_config.json, so the adapter loads for anyone."""
+    import json
 
     run = Path(run_dir)
     if not run.is_dir() or not ((run / "config.json").is_file() or (run / "adapter_config.json").is_file()):
         raise HfkitError(f"'{run_dir}' is not a finished run folder (no config.json or adapter_config.json)")
     if "/" not in repo_id or not looks_like_hub_id(repo_id):
         raise HfkitError(f"--repo-id '{repo_id}' must be owner/name")
-    files = files_to_push(run)
-    for f in files:  # never publish a truncated or corrupt weights file
-        if f.suffix == ".safetensors":
+    if base_model is not None and ("/" not in base_model or not looks_like_hub_id(base_model)):
+        raise HfkitError(f"--base-model '{base_model}' must be a Hub id (owner/name)")
+    files, skipped = _run_files(run)
+    uploads = []
+    for f in files:
+        if f.suffix == ".safetensors":  # never publish a truncated or corrupt weights file
             from safetensors import safe_open
 
             try:
@@ -202,10 +226,162 @@ def push(run_dir: str, repo_id: str, private: bool = False, revision: str | None
             except Exception as e:
                 raise HfkitError(f"{f}: not a loadable safetensors file ({str(e).splitlines()[0][:120]}); "
                                  f"nothing uploaded") from None
-    card = model_card(run, repo_id)
-    listing = [f.name for f in files] + ["README.md"]
+        rel = f.relative_to(run).as_posix()
+        if rel == "adapter_config.json" and base_model:
+            cfg = _read_json(f)
+            cfg["base_model_name_or_path"] = base_model
+            uploads.append(Upload(rel, data=(json.dumps(cfg, indent=2) + "\n").encode()))
+        else:
+            uploads.append(Upload(rel, source=f))
+    base = run_base_model(run)
+    if base and base.get("local") and not base_model:
+        skipped.append(f"base model: the run started from the local folder {base['name_or_path']}; name its Hub id "
+                       f"with --base-model OWNER/NAME so the card and the adapter point to it")
+    uploads.append(Upload("README.md", data=model_card(run, repo_id, base_model).encode()))
+    return uploads, skipped
+
+
+def _hub_base(run: Path, base_model: str | None) -> str | None:
+    if base_model:
+        return base_model
+    base = run_base_model(run)
+    if base and not base.get("local") and looks_like_hub_id(base["name_or_path"]):
+        return base["name_or_path"]
+    return None
+
+
+def _eval_results(run: Path, recipe: dict, metrics: dict, pipeline_tag: str) -> list:
+    """model-index entries (huggingface_hub's EvalResult) from metrics.json and eval/*.json."""
+    from huggingface_hub import EvalResult
+
+    sources = (recipe.get("data") or {}).get("sources") or []
+    hub = [s["path"] for s in sources if s.get("kind") == "hub"]
+    labels = [s.get("name") or s.get("path") or s.get("kind") for s in sources]
+    dtype = hub[0] if len(hub) == 1 and len(sources) == 1 else "hfkit/" + "+".join(map(str, labels or ["data"]))
+    dname = ", ".join(map(str, labels)) or "training data"
+    out = []
+
+    def add(metric: str, value, name: str, dataset_type: str = dtype, dataset_name: str = dname,
+            split: str = "validation"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(EvalResult(task_type=pipeline_tag, dataset_type=dataset_type, dataset_name=dataset_name,
+                                  dataset_split=split, metric_type=metric, metric_value=round(float(value), 4),
+                                  metric_name=name))
+
+    after = metrics.get("eval_after") or {}
+    add("perplexity", after.get("eval_perplexity"), "validation perplexity")
+    add("loss", after.get("eval_loss"), "validation loss")
+    for k, v in (metrics.get("generation_after") or {}).items():
+        if k not in ("n", "examples"):
+            add(k, v, f"held-out {k}")
+    for task_name, scores in (metrics.get("icl_after") or {}).items():
+        for k, v in scores.items():
+            if k not in ("n", "paths"):
+                add(k, v, f"{task_name} {k}", f"hfkit/{task_name}", task_name, "test")
+    for f in sorted((run / "eval").glob("*.json")):
+        rep = _read_json(f)
+        data = rep.get("data") or {}
+        first = next(iter(data.values()), {}) if data else {}
+        src = (first.get("source") or Path(first.get("path", f.stem)).stem) if isinstance(first, dict) else f.stem
+        for k, v in (rep.get("metrics") or {}).items():
+            if k not in ("n", "tokens_scored", "examples", "paths", "per_class"):
+                add(k, v, f"{rep.get('name', f.stem)} {k}", f"hfkit/{src}", str(src), "test")
+    return out
+
+
+def model_card(run: Path, repo_id: str, base_model: str | None = None) -> str:
+    """README.md with Hub metadata (base_model, library_name, tags, datasets, pipeline_tag, model-index)
+    and a body: how it was trained, how to load it (right for the task and for adapters), results."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from .schema import yaml_load
+    from .tasks import DEFAULT_TASK, get_task
+
+    recipe = yaml_load((run / "recipe.yaml").read_text()) if (run / "recipe.yaml").is_file() else {}
+    metrics = _read_json(run / "metrics.json")
+    adapter = (run / "adapter_config.json").is_file()
+    method = (recipe.get("adapter") or {}).get("method", "full")
+    task_name = recipe.get("task", DEFAULT_TASK)
+    spec = get_task(task_name)
+    base = _hub_base(run, base_model)
+    datasets = [s["path"] for s in (recipe.get("data") or {}).get("sources", []) if s.get("kind") == "hub"]
+    results = _eval_results(run, recipe, metrics, spec.pipeline_tag)
+    data = ModelCardData(
+        base_model=base, library_name="peft" if adapter else "transformers",
+        tags=["hfkit", task_name, method] + (["lora"] if method == "lora" else []),
+        datasets=datasets or None, pipeline_tag=spec.pipeline_tag,
+        model_name=repo_id.split("/")[-1], eval_results=results or None)
+    tok = f"from transformers import AutoTokenizer\ntokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\""
+    if adapter:  # an adapter repository has no config.json of its own: the tokenizer takes the base's
+        tok += ", config=model.config)"
+    else:
+        tok += ")"
+    if adapter and spec.auto_class == "AutoModelForCausalLM":
+        loader = ("from peft import AutoPeftModelForCausalLM\n"
+                  f"model = AutoPeftModelForCausalLM.from_pretrained(\"{repo_id}\")  # loads the base too")
+    elif adapter:
+        loader = (f"from peft import PeftModel\nfrom transformers import {spec.auto_class}\n"
+                  f"base = {spec.auto_class}.from_pretrained(\"{base or 'BASE_MODEL_ID'}\")\n"
+                  f"model = PeftModel.from_pretrained(base, \"{repo_id}\")")
+    else:
+        loader = (f"from transformers import {spec.auto_class}, pipeline\n"
+                  f"model = {spec.auto_class}.from_pretrained(\"{repo_id}\")\n"
+                  f"pipe = pipeline(\"{spec.pipeline_tag}\", model=\"{repo_id}\")")
+    loader += "\n" + tok
+    table = "\n".join(f"| {r.metric_name} | {r.dataset_name} ({r.dataset_split}) | {r.metric_value:.4g} |"
+                      for r in results)
+    params = (metrics.get("data") or {}).get("parameters") or {}
+    sources = ", ".join(str(s.get("path") or s.get("kind")) for s in (recipe.get("data") or {}).get("sources", []))
+    training = recipe.get("training") or {}
+    origin = f" from [`{base}`](https://huggingface.co/{base})" if base else (
+        " from a local base model" if run_base_model(run) else " from scratch")
+    body = f"""
+{CARD_MARK}
+# {repo_id.split('/')[-1]}
+
+Trained with [hfkit](https://pypi.org/project/hfkit/) (`task: {task_name}`, `adapter.method: {method}`){origin}.
+
+## Training
+- data: {sources or 'see recipe.yaml'}
+- steps: {training.get('max_steps', '?')}, learning rate {training.get('learning_rate', '?')}
+- trainable parameters: {params.get('trainable', '?')} of {params.get('total', '?')}
+- the full resolved recipe is `recipe.yaml` in this repository; metrics are in `metrics.json`.
+
+## How to load
+```python
+{loader}
+```
+
+## Evaluation
+| metric | data | value |
+|---|---|---|
+{table or '| (none recorded) | | |'}
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").content
+
+
+def push(run_dir: str, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False,
+         base_model: str | None = None, endpoint: str | None = None) -> dict:
+    """Upload a run (model or adapter, tokenizer, recipe, metrics, eval reports, model card) in one
+    commit. `dry_run`: list what would go, with sizes, and write the card to RUN/README.md."""
+    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+
+    uploads, skipped = upload_plan(run_dir, repo_id, base_model)
+    listing = [{"path": u.path_in_repo, "bytes": u.size} for u in uploads]
+    result = {"repo_id": repo_id, "revision": revision or "main", "files": listing, "left_out": skipped}
+    run = Path(run_dir)
     if dry_run:
-        return {"repo_id": repo_id, "revision": revision or "main", "dry_run": True, "files": listing}
+        card_path = run / "README.md"
+        if card_path.exists() and CARD_MARK not in card_path.read_text(encoding="utf-8", errors="replace"):
+            raise HfkitError(f"{card_path} exists and was not written by hfkit: not replacing it with the card")
+        from .io import atomic_write_text
+
+        atomic_write_text(card_path, next(u.data for u in uploads if u.path_in_repo == "README.md").decode())
+        return {**result, "dry_run": True, "card": str(card_path)}
+    base = run_base_model(run)
+    if base and base.get("local") and not base_model and (run / "adapter_config.json").is_file():
+        raise HfkitError(f"this adapter's base model is the local folder {base['name_or_path']}, which nobody else "
+                         f"has: name its Hub id with --base-model OWNER/NAME; nothing uploaded")
     token = get_token()
     if not token:
         raise HfkitError("no Hugging Face token: set HF_TOKEN or log in with `hf auth login`; nothing uploaded")
@@ -214,11 +390,10 @@ def push(run_dir: str, repo_id: str, private: bool = False, revision: str | None
         url = api.create_repo(repo_id, private=private, exist_ok=True)
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        ops = [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f)) for f in files]
-        ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
+        ops = [CommitOperationAdd(path_in_repo=u.path_in_repo,
+                                  path_or_fileobj=u.data if u.data is not None else str(u.source)) for u in uploads]
         commit = api.create_commit(repo_id, operations=ops, commit_message="Upload with hfkit push",
                                    revision=revision)
     except Exception as e:  # never echo request headers (they carry the token)
         raise HfkitError(f"push to '{repo_id}' failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-    return {"repo_id": repo_id, "revision": revision or "main", "url": str(url), "commit": commit.oid,
-            "files": listing}
+    return {**result, "url": str(url), "commit": commit.oid}

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 
-from .common import add_json, emit, subcommands
+from .common import add_json, add_overwrite, emit, subcommands
 
 
 def register(sub) -> None:
     mg = sub.add_parser("merge", help="fold an adapter (LoRA, IA3, ...) into its base model and save a plain model")
     mg.add_argument("run", help="run folder holding the adapter")
-    mg.add_argument("--output", default=None, help="where to save (default: RUN/merged)")
+    mg.add_argument("--output", default=None, help="where to save (default: RUN/merged; never the adapter or "
+                                                    "base folder)")
+    add_overwrite(mg, "an hfkit merged-model folder at --output")
     add_json(mg)
     mg.set_defaults(handler=run_merge)
 
@@ -18,7 +20,12 @@ def register(sub) -> None:
     pu.add_argument("--repo-id", required=True)
     pu.add_argument("--private", action="store_true")
     pu.add_argument("--revision", default=None, help="branch to push to (created if missing)")
-    pu.add_argument("--dry-run", action="store_true", help="list what would be uploaded; no token needed")
+    pu.add_argument("--base-model", default=None, metavar="OWNER/NAME",
+                    help="the Hub id of the base model, for a run trained from a local folder: named in the card "
+                         "and in the uploaded adapter_config.json")
+    pu.add_argument("--dry-run", action="store_true",
+                    help="list what would be uploaded (with sizes) and write the model card to RUN/README.md; "
+                         "no token needed")
     add_json(pu)
     pu.set_defaults(handler=run_push)
 
@@ -34,20 +41,27 @@ def register(sub) -> None:
 def run_merge(args) -> int:
     from ..adapters import merge_adapter
 
-    emit(merge_adapter(args.run, args.output), args.json, "merge")
+    emit(merge_adapter(args.run, args.output, overwrite=args.overwrite), args.json, "merge")
     return 0
 
 
 def run_push(args) -> int:
     from ..hub import push
 
-    res = push(args.run, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run)
+    res = push(args.run, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run,
+               base_model=args.base_model)
     if args.json:
         print(json.dumps(res, indent=2))
-    else:
-        print(("would upload" if args.dry_run else f"uploaded to {res['repo_id']}@{res['revision']}") + ":")
-        for f in res["files"]:
-            print(f"  {f}")
+        return 0
+    where = f"{res['repo_id']}@{res['revision']}"
+    print((f"would upload to {where}" if args.dry_run else f"uploaded to {where}") + ":")
+    width = max(len(f["path"]) for f in res["files"])
+    for f in res["files"]:
+        print(f"  {f['path']:<{width}}  {f['bytes']:>12,} bytes")
+    for s in res["left_out"]:
+        print(f"  left out: {s}")
+    if args.dry_run:
+        print(f"model card written to {res['card']}")
     return 0
 
 
