@@ -191,21 +191,23 @@ def lora_parameter_formula(model) -> int:
     return total
 
 
-def merge_adapter(run_dir: str, output: str | None = None) -> dict:
-    """`merge_and_unload` an adapter run (LoRA, IA3, LoHa, ...) into a plain model (safetensors) + tokenizer, written atomically."""
-    import os
-    import shutil
+def merge_adapter(run_dir: str, output: str | None = None, overwrite: bool = False) -> dict:
+    """`merge_and_unload` an adapter run (LoRA, IA3, LoHa, ...) into a plain model (safetensors) +
+    tokenizer, in a new folder (never the adapter's or the base model's own), moved into place whole."""
+    import json
     from pathlib import Path
 
     from .data.tokenizer import load_tokenizer
     from .models import load_model
+    from .outputs import plan_output, write_folder
 
     run = Path(run_dir)
     if not (run / "adapter_config.json").is_file():
         raise HfkitError(f"'{run_dir}' holds no adapter (adapter_config.json): nothing to merge")
-    from .io import check_writable_dir
-
-    check_writable_dir(output or run / "merged", "--output")
+    base = json.loads((run / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    out = Path(output) if output else run / "merged"
+    inputs = {"adapter run": str(run), "base model": base}
+    plan_output(out, "merge", "--output", overwrite=overwrite, inputs=inputs)  # before loading anything
     model = load_model(str(run))
     pc = model.peft_config["default"]
     kind = pc.peft_type.value.lower()
@@ -216,12 +218,11 @@ def merge_adapter(run_dir: str, output: str | None = None) -> dict:
         merged = model.merge_and_unload()
     except (ValueError, TypeError, NotImplementedError, AttributeError) as e:
         raise HfkitError(f"a {kind} adapter cannot be merged: {one_line(e)}") from None
-    out = Path(output) if output else run / "merged"
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp)
-    load_tokenizer(str(run)).save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    tokenizer = load_tokenizer(str(run))
+
+    def write(folder: Path) -> None:
+        merged.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    write_folder(out, "merge", "--output", write, overwrite=overwrite, inputs=inputs, adapter=str(run.resolve()))
     return {"adapter": kind, "output": str(out), **parameter_counts(merged)}

@@ -8,14 +8,39 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_umask_modes(folder: str | os.PathLike) -> None:
+    """Files of `folder` that a library wrote through a temporary file (mode 0600) get the mode the
+    user's umask gives a new file."""
+    mode = 0o666 & ~_umask()
+    for p in Path(folder).iterdir():
+        if p.is_file() and not p.is_symlink() and (p.stat().st_mode & 0o777) == 0o600 and mode != 0o600:
+            os.chmod(p, mode)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to `path` through a temporary file in the same folder, then rename it into place."""
+    """Write text to `path` through a temporary file in the same folder, then rename it into place.
+    The file gets the permissions the user's umask gives a new file (mkstemp would leave 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

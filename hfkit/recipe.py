@@ -10,7 +10,9 @@ renamed keys and missing files are `HfkitError`s naming the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,12 @@ from .data.corpus import DataConfig
 from .data.tokenizer import TokenizerConfig
 from .errors import HfkitError
 from .evaluation.during_training import EvalConfig
-from .hub import looks_like_hub_id
+from .hub import check_model_ref
 from .inference.generation import GenerateConfig
 from .models import ModelConfig
 from .schema import build_dataclass, coerce, Mismatch, type_name, unknown_key, yaml_load
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
-from .training.arguments import validate_training_args
+from .training.arguments import take_secrets, validate_training_args
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 
@@ -255,8 +257,34 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
     return build_recipe(tree)
 
 
+_TOKEN_VALUE = re.compile(r"hf_[A-Za-z0-9]{20,}")
+
+
+def _refuse_secrets(node: Any, key: str = "") -> None:
+    """A value that looks like a Hugging Face token anywhere in a recipe is refused (without echoing
+    it): recipes are written to disk with every run."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _refuse_secrets(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _refuse_secrets(v, f"{key}.{i}")
+    elif isinstance(node, str) and _TOKEN_VALUE.search(node):
+        raise HfkitError(f"recipe key '{key}' holds what looks like a Hugging Face token: tokens never go into "
+                         f"a recipe (hfkit writes it to disk); set HF_TOKEN or run `hf auth login`")
+
+
 def build_recipe(tree: dict) -> Recipe:
     """Compose the sections of a recipe mapping and check them, each by its owner, then across."""
+    training = tree.get("training")
+    if isinstance(training, dict) and take_secrets(training):
+        from .cli.common import is_main_rank
+
+        if is_main_rank():
+            print("hfkit: warning: training.hub_token is kept in memory for this run (as HF_TOKEN) and never "
+                  "written to recipe.yaml, training_args.bin or logs; set HF_TOKEN yourself next time",
+                  file=sys.stderr)
+    _refuse_secrets(tree)
     try:
         task_name = coerce(tree.get("task", DEFAULT_TASK), str, "task")
     except Mismatch:
@@ -299,11 +327,9 @@ def load_run_recipe(folder: str | Path) -> Recipe | None:
 def _check_recipe(r: Recipe, task: Task) -> None:
     """Checks across sections that need no heavy work: files exist, the model fits the task and the
     sequence length, the adapter has a base; then the task's own checks."""
-    for key, val, what in (("tokenizer.path", r.tokenizer.path, "tokenizer"),
-                           ("model.name_or_path", r.model.name_or_path, "model")):
-        if val and not Path(val).exists() and not looks_like_hub_id(val):
-            hint = " (train it first: `make demo` or `hfkit train clm_pretrain`)" if val.startswith("runs/") else ""
-            raise HfkitError(f"recipe key '{key}': no such {what} folder: {val}{hint}")
+    for key, val in (("tokenizer.path", r.tokenizer.path), ("model.name_or_path", r.model.name_or_path)):
+        if val:  # a folder that exists, or a Hub id that can be had (offline: in the cache)
+            check_model_ref(val, f"recipe key '{key}'", r.model.revision)
     if r.model.name_or_path is None and r.model.architecture not in task.architectures:
         raise HfkitError(f"recipe key 'model.architecture'={r.model.architecture} does not fit task {r.task} "
                          f"(it builds: {', '.join(task.architectures)})")

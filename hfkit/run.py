@@ -6,7 +6,6 @@ written before the Trainer is built.
 """
 from __future__ import annotations
 
-import shutil
 import signal
 import threading
 import time
@@ -91,9 +90,11 @@ class Job:
     icl: list  # loaded eval.icl tasks
 
 
-def assemble(recipe: Recipe) -> Job:
-    """recipe -> corpus/records -> tokenizer -> model -> adapter -> task.prepare -> TrainingArguments."""
+def assemble(recipe: Recipe, output_dir: str | None = None) -> Job:
+    """recipe -> corpus/records -> tokenizer -> model -> adapter -> task.prepare -> TrainingArguments
+    (`output_dir`: where the Trainer writes, when not the recipe's own, e.g. a replacement's staging)."""
     from .evaluation.during_training import load_icl_tasks
+    from .models import max_positions
     from .training.arguments import training_arguments
 
     task = get_task(recipe.task)
@@ -101,53 +102,133 @@ def assemble(recipe: Recipe) -> Job:
     data = task.load(recipe, recipe.seed)
     tokenizer = recipe_tokenizer(recipe, task, data)
     model = recipe_model(recipe, task, tokenizer)
+    limit = max_positions(model.config)
+    if limit and (not tokenizer.model_max_length or tokenizer.model_max_length > limit):
+        tokenizer.model_max_length = limit  # saved with the run: the model's positions, not "unlimited"
     task.setup(recipe, tokenizer, model)
     model, counts = adapt(recipe, task, model, tokenizer)
     prepared = task.prepare(recipe, tokenizer, model, data, recipe.seed)
     prepared.stats["parameters"] = counts
-    args = training_arguments(recipe.training, task.training_defaults(recipe), prepared.validation is not None)
+    args = training_arguments(recipe.training, task.training_defaults(recipe), prepared.validation is not None,
+                              output_dir)
     return Job(recipe, task, tokenizer, model, counts, prepared, args, icl)
 
 
+def preflight(recipe: Recipe, task: Task) -> None:
+    """Every setting checked before any data is read: TrainingArguments and the optimizer they
+    describe, the loggers and DeepSpeed they ask for, the model config (built on the meta device, so
+    the architecture's own errors and an unavailable attention implementation show here), the
+    adapter on that model, and an explicit checkpoint to resume from."""
+    import torch
+    import transformers
+
+    from .adapters import apply_adapter
+    from .models import config_for_recipe
+    from .schema import one_line
+    from .training.arguments import check_training
+    from .training.checkpoints import check_resume_path
+
+    check_training(recipe.training, task.training_defaults(recipe))
+    check_resume_path(recipe.training.get("resume_from_checkpoint"))
+    config = config_for_recipe(recipe.model)
+    kw = {"attn_implementation": recipe.model.attn_implementation} if recipe.model.attn_implementation else {}
+    try:
+        with torch.device("meta"):
+            model = getattr(transformers, task.auto_class).from_config(config, **kw)
+    except (ValueError, ImportError, TypeError, RuntimeError) as e:
+        raise HfkitError(f"recipe section 'model' ({type(config).__name__}): {one_line(e)}") from None
+    if recipe.adapter.is_peft:
+        with torch.device("meta"):
+            apply_adapter(model, recipe.adapter, None, task.peft_task_type, recipe.training.get("max_steps"))
+
+
+def output_plan(recipe: Recipe):
+    """How this run may write `training.output_dir` (hfkit.outputs): new, resumed, or replaced."""
+    from .outputs import OutputPlan, plan_output, read_marker, staging_path
+
+    t = recipe.training
+    final = Path(t["output_dir"])
+    resume, overwrite = bool(t.get("resume_from_checkpoint")), t.get("overwrite_output_dir", False)
+    what = "recipe key 'training.output_dir'"
+    inputs = {"base model": recipe.model.name_or_path, "tokenizer": recipe.tokenizer.path,
+              **{f"data source {i}": s.path for i, s in enumerate(recipe.data.sources)}}
+    if resume and overwrite and read_marker(staging_path(final)) is not None:
+        # a replacement interrupted earlier: resume it where it was built
+        return OutputPlan(final, "train", "replace", existed=True, info={"resume_staging": True})
+    return plan_output(final, "train", what, resume=resume, overwrite=overwrite, inputs=inputs,
+                       replace_hint="overwrite_output_dir=true",
+                       resume_hint="continue it with resume_from_checkpoint=auto")
+
+
 def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
-    """Run a training recipe; returns its metrics (also written to `output_dir/metrics.json`)."""
+    """Run a training recipe; returns its metrics (also written to `output_dir/metrics.json`).
+
+    The output folder is claimed first (hfkit.outputs: new, empty, resumed, or replaced at the end)
+    and locked; every setting is checked before any data is read; a failed run leaves no debris and
+    an earlier run in the folder as it was."""
     from transformers import set_seed
 
-    from .io import check_writable_dir
+    from . import outputs
+    from .cli.common import is_main_rank
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    check_writable_dir(recipe.training["output_dir"], "recipe key 'training.output_dir'")
-    set_seed(recipe.seed)
-    t0 = time.time()
-    job = assemble(recipe)
-    out = Path(job.args.output_dir)
-    created = not out.exists()
+    task = get_task(recipe.task)
+    plan = output_plan(recipe)
+    preflight(recipe, task)
+    main_rank = is_main_rank()  # the other ranks of a launched run leave the folder to rank 0
+    lock = None
+    if main_rank:
+        plan.final.mkdir(parents=True, exist_ok=True)
+        lock = outputs.FolderLock(plan.final, "recipe key 'training.output_dir'")
     try:
-        return _run(job, out, t0, quiet)
+        if main_rank:
+            outputs.begin(plan, task=recipe.task, base_model=_base_model_info(recipe))
+        set_seed(recipe.seed)
+        t0 = time.time()
+        job = assemble(recipe, str(plan.workdir))
+        metrics = _run(job, plan, t0, quiet)
+        if main_rank:
+            outputs.finish(plan)
+            if plan.mode == "replace":
+                from .training.checkpoints import fix_best_checkpoint_paths
+
+                fix_best_checkpoint_paths(plan.final, plan.workdir)
+        return metrics
     except BaseException:
-        # a fresh folder with no checkpoint is only debris; a folder with checkpoints is kept to resume
-        if created and out.exists() and not any(out.glob("checkpoint-*")):
-            shutil.rmtree(out, ignore_errors=True)
+        if main_rank:
+            outputs.abort(plan)  # a new folder without a checkpoint is only debris; checkpoints stay to resume
         raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-def _run(job: Job, out: Path, t0: float, quiet: bool) -> dict:
+def _base_model_info(recipe: Recipe) -> dict | None:
+    """What the run started from, for the model card: a local folder, or a Hub id (and revision)."""
+    path = recipe.model.name_or_path
+    if not path:
+        return None
+    local = Path(path).exists()
+    return {"name_or_path": str(Path(path).resolve()) if local else path, "local": local,
+            "revision": recipe.model.revision}
+
+
+def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     from .display import plot_loss, print_table
     from .evaluation.during_training import run_icl_tasks
     from .io import atomic_write_text, write_json
     from .training.callbacks import FirstEval, GracefulStop, JsonlLogger
-    from .training.checkpoints import latest_complete_checkpoint
+    from .training.checkpoints import model_signature, resolve_resume
 
     recipe, task, args, model, tokenizer = job.recipe, job.task, job.args, job.model, job.tokenizer
     prepared, icl, counts = job.prepared, job.icl, job.counts
+    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    resume = args.resume_from_checkpoint
-    if resume == "auto":  # the newest complete checkpoint in output_dir, or a fresh start
-        found = latest_complete_checkpoint(out)
-        resume = str(found) if found else None
-        if not quiet:
-            print(f"resume_from_checkpoint=auto: {'resuming from ' + resume if resume else 'no checkpoint, starting fresh'}")
+    # a complete, readable checkpoint of this very model, or one line saying why there is none
+    resume = resolve_resume(args.resume_from_checkpoint, out, model_signature(model))
+    if args.resume_from_checkpoint == "auto" and not quiet:
+        print(f"resume_from_checkpoint=auto: {'resuming from ' + resume if resume else 'no checkpoint, starting fresh'}")
     log_path = out / "log.jsonl"
     if not resume:
         log_path.unlink(missing_ok=True)
@@ -186,9 +267,10 @@ def _run(job: Job, out: Path, t0: float, quiet: bool) -> dict:
             signal.signal(sig, h)
     if stopper.signal is not None:
         step = trainer.state.global_step
+        how = "resume_from_checkpoint=auto" + (" overwrite_output_dir=true" if plan.mode == "replace" else "")
+        kept = " (the earlier run stays in place until this one finishes)" if plan.mode == "replace" else ""
         raise Interrupted(f"interrupted by {signal.Signals(stopper.signal).name} at step {step}: checkpoint saved in "
-                          f"{out / f'checkpoint-{step}'}; continue with resume_from_checkpoint=auto",
-                          128 + stopper.signal)
+                          f"{out / f'checkpoint-{step}'}; continue with {how}{kept}", 128 + stopper.signal)
     metrics["train"] = train_out.metrics
     if first_eval.metrics is not None:
         metrics["eval_before"] = first_eval.metrics

@@ -40,6 +40,9 @@ def bad(tmp_path_factory, tiny_run):
     (d / "latin1_prompts.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     (d / "afile").write_text("a file where a folder is expected")
     (d / "preds.txt").write_text("a\nb\n")
+    (d / "ds.json").write_text('{"zero_optimization": {"stage": 2}}')
+    rows = [json.dumps({"text": f"document number {i} about things"}) for i in range(1499)] + ['{"text": 5}']
+    (d / "late_int.jsonl").write_text("\n".join(rows) + "\n")  # the bad record is past the first 1000
     return d
 
 
@@ -80,14 +83,45 @@ CASES = [
      "latin1.txt: not UTF-8", "{d}/out"),
     # train: models (truncated weights, wrong folders), output folders
     (["train", "clm_pretrain", "model.name_or_path={d}/trunc"], "incomplete metadata", "{d}/out"),
-    (["train", "clm_pretrain", "model.name_or_path={d}/not_a_model"], "is not a tokenizer or model folder", "{d}/out"),
+    (["train", "clm_pretrain", "model.name_or_path={d}/not_a_model"], "has no config.json: not a saved model", "{d}/out"),
     (["train", "clm_pretrain", "model.name_or_path={d}/no_weights"], "no file named model.safetensors", "{d}/out"),
-    (["train", "clm_pretrain", "tokenizer.path={d}/nowhere"], "no such tokenizer folder", "{d}/out"),
+    (["train", "clm_pretrain", "tokenizer.path={d}/nowhere"], "recipe key 'tokenizer.path': no such folder", "{d}/out"),
     (["train", "clm_pretrain", "output_dir={d}/afile/run"], "'{d}/afile' is a file, not a folder", "{d}/afile/run"),
     (["train", "clm_pretrain", "output_dir={d}/afile"], "'{d}/afile' is a file, not a folder", None),
     (["train", "clm_pretrain", "output_dir=/proc/hfkit-run"], "is not writable", "/proc/hfkit-run"),
     (["train", "clm_pretrain", "--num-processes", "2", "output_dir={d}/afile/x"], "is a file, not a folder", None),
     (["train", "clm_pretrain", "--accelerate-config", "{d}/none.yaml"], "no such file or shipped config", None),
+    # train: every setting checked before work (TrainingArguments, optimizer, model config, environment)
+    (["train", "clm_pretrain", "learning_rate=-1"], "(optimizer AdamW): Invalid learning rate: -1", "{d}/out"),
+    (["train", "clm_pretrain", "per_device_train_batch_size=0"], "'training.per_device_train_batch_size' must be >= 1",
+     "{d}/out"),
+    (["train", "clm_pretrain", "max_steps=0"], "'training.max_steps' must be > 0", "{d}/out"),
+    (["train", "clm_pretrain", "warmup_steps=-5"], "warmup_steps >= 0", "{d}/out"),
+    (["train", "clm_pretrain", "model.num_heads=3"], "'model.hidden_size'=32 is not divisible by model.num_heads=3",
+     "{d}/out"),
+    (["train", "clm_pretrain", "model.architecture=llama", "model.num_kv_heads=3"], "must divide model.num_heads=2",
+     "{d}/out"),
+    (["train", "clm_pretrain", "report_to=[wandb]"], "'training.report_to': 'wandb' is not installed here", "{d}/out"),
+    (["train", "clm_pretrain", "report_to=[nosuch]"], "unknown logger 'nosuch'", "{d}/out"),
+    (["train", "clm_pretrain", "model.attn_implementation=flash_attention_2"], "FlashAttention2", "{d}/out"),
+    (["train", "clm_pretrain", "training.deepspeed={d}/ds.json"], "needs the deepspeed package", "{d}/out"),
+    (["train", "clm_pretrain", "generate.max_new_tokens=0"], "'generate.max_new_tokens' must be >= 1", "{d}/out"),
+    (["train", "clm_pretrain", "generate.do_sample=true", "generate.temperature=0"], "temperature must be > 0",
+     "{d}/out"),
+    (["train", "clm_pretrain", "data.sources.0.kind=json", "data.sources.0.path={d}/late_int.jsonl"],
+     "field 'text' of record 1499 is not text", "{d}/out"),
+    (["train", "clm_pretrain", "resume_from_checkpoint={d}/nowhere"], "cannot be resumed: no such folder", "{d}/out"),
+    (["train", "clm_pretrain", "model.extra.x=hf_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"], "looks like a Hugging Face token",
+     "{d}/out"),
+    # train: output folders that are not the run's to write
+    (["train", "clm_pretrain", "output_dir={d}/model"], "already holds a finished hfkit train output", None),
+    (["train", "clm_pretrain", "output_dir={d}/not_a_model"], "is not empty and was not written by hfkit", None),
+    (["train", "clm_pretrain", "output_dir={d}/model", "model.name_or_path={d}/model", "adapter.method=lora",
+      "resume_from_checkpoint=auto"], "is the base model", None),
+    (["train", "clm_pretrain", "--num-processes", "64"], "more than this machine's", None),
+    (["train", "clm_pretrain", "--accelerate-config", "fsdp"], "runs FSDP on GPUs, and this machine has none", None),
+    (["train", "clm_pretrain", "--accelerate-config", "deepspeed_zero3"], "uses DeepSpeed, which is not installed",
+     None),
     # data report / gettext
     (["data", "report", "{d}/broken.yaml"], "invalid YAML", None),
     (["data", "report", "clm_pretrain", "data.sources.0.kind=json", "data.sources.0.path={d}/bad.jsonl"],
@@ -95,6 +129,7 @@ CASES = [
     (["data", "gettext", "--lang", "xx", "--output", "{d}/pairs.jsonl"], "no gettext catalogs for language 'xx'",
      "{d}/pairs.jsonl"),
     (["data", "gettext", "--lang", "de", "--output", "{d}/afile/pairs.jsonl"], "is a file, not a folder", None),
+    (["data", "gettext", "--lang", "de", "--output", "{d}/preds.txt"], "exists and was not written by hfkit", None),
     # tokenizer
     (["tokenizer", "train", "--data", "{d}/empty.txt", "--output", "{d}/tok"], "no text to train a tokenizer on",
      "{d}/tok"),
@@ -102,6 +137,9 @@ CASES = [
     (["tokenizer", "train", "--data", "{d}/latin1.txt", "--output", "{d}/tok"], "not UTF-8", "{d}/tok"),
     (["tokenizer", "train", "--output", "{d}/afile/tok"], "is a file, not a folder", None),
     (["tokenizer", "train", "--kind", "sentencepiece", "--output", "{d}/tok"], "invalid choice", "{d}/tok"),
+    (["tokenizer", "train", "--output", "{d}/not_a_model", "--overwrite"], "is not empty and was not written by hfkit",
+     None),
+    (["tokenizer", "train", "--output", "{d}/model", "--overwrite"], "holds an hfkit train folder", None),
     # eval / generate / chat: truncated weights, wrong folders, bad data, bad output paths
     (["eval", "perplexity", "--model", "{d}/trunc", "--data", "default"], "incomplete metadata", None),
     (["eval", "perplexity", "--model", "{d}/not_a_model", "--data", "default"], "has no config.json", None),
@@ -111,6 +149,13 @@ CASES = [
      "is a file, not a folder", None),
     (["eval", "perplexity", "--model", "{d}/model", "--data", "default", "--block-size", "4096"],
      "exceeds the model's maximum positions", None),
+    (["eval", "perplexity", "--model", "{d}/model", "--data", "default", "--output", "{d}/preds.txt"],
+     "exists and was not written by hfkit", None),
+    (["eval", "perplexity", "--model", "{d}/model", "--data", "default", "--output", "{d}/model/config.json",
+      "--overwrite"], "is a file in the model", None),
+    (["eval", "bleu", "--predictions", "{d}/preds.txt", "--references", "{d}/preds.txt", "--output",
+      "{d}/preds.txt", "--overwrite"], "is the predictions", None),
+    (["eval", "perplexity", "--model", "runs/no_such_run", "--data", "default"], "no such folder", None),
     (["generate", "--model", "{d}/trunc", "--prompt", "hi"], "incomplete metadata", None),
     (["generate", "--model", "{d}/model", "--prompts-file", "{d}/latin1_prompts.txt"], "not UTF-8", None),
     (["generate", "--model", "{d}/model", "--prompts-file", "{d}/empty.txt"], "no prompts in the file", None),
@@ -132,6 +177,7 @@ def test_bad_input_battery(argv, message, absent, bad, capsys):
     argv = [fmt(a) for a in argv]
     if argv[0] == "train":  # the case's own overrides come last, so they win
         argv = argv[:2] + TINY + [f"output_dir={bad}/out"] + argv[2:]
+    before = _snapshot(bad)
     rc = main(argv)
     err = capsys.readouterr().err
     errors = [ln for ln in err.splitlines() if ln.startswith("hfkit")]
@@ -143,6 +189,11 @@ def test_bad_input_battery(argv, message, absent, bad, capsys):
         from pathlib import Path
 
         assert not Path(fmt(absent)).exists(), f"partial output left: {fmt(absent)}"
+    assert _snapshot(bad) == before  # no file changed, none added (the inputs and every existing folder intact)
+
+
+def _snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".hfkit.lock"}
 
 
 def test_battery_through_the_real_entry_point(bad):

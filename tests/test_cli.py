@@ -43,7 +43,7 @@ BAD_TRAIN = [
     (["clm_pretrain", "data.min_chars=1000000"], "no documents left after filtering"),
     (["clm_pretrain", "data.block_size=512"], "exceeds the model's maximum positions"),
     (["clm_pretrain", "model.vocab_size=100", "tokenizer.vocab_size=300"], "smaller than the tokenizer's vocabulary"),
-    (["clm_pretrain", "tokenizer.path={tmp}/no_tok"], "no such tokenizer folder"),
+    (["clm_pretrain", "tokenizer.path={tmp}/no_tok"], "recipe key 'tokenizer.path': no such folder"),
     (["clm_pretrain", "max_steps"], "is not of the form key=value"),
     (["no_such_recipe"], "recipe file not found: no_such_recipe"),
 ]

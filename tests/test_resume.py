@@ -20,9 +20,12 @@ def test_resume_auto_is_bit_exact_and_skips_incomplete_checkpoints(tmp_path):
 
     full = tmp_path / "full"
     hfkit.train("clm_pretrain", RUN + [f"output_dir={full}", "max_steps=30"], quiet=True)
-    # a run killed after step 15: its folder holds checkpoint-15 only, plus a half-written checkpoint-20
+    # a run killed after step 15: its folder holds what the run wrote at the start (the recipe and the
+    # marker of an hfkit run), checkpoint-15, and a half-written checkpoint-20
     part = tmp_path / "part"
     part.mkdir()
+    for f in ("recipe.yaml", ".hfkit.json"):
+        shutil.copy(full / f, part / f)
     shutil.copytree(full / "checkpoint-15", part / "checkpoint-15")
     (part / "checkpoint-20").mkdir()
     shutil.copy(full / "checkpoint-15" / "model.safetensors", part / "checkpoint-20" / "model.safetensors")

@@ -72,7 +72,9 @@ def test_shipped_accelerate_configs_load_with_accelerates_parser(path):
     from accelerate.utils import constants
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "hfkit", "train", "sft"])
+    # the single-machine configs leave num_processes to hfkit (one per GPU); pass it as hfkit's launcher does
+    n = [] if path.stem == "multinode" else ["--num_processes", "2"]
+    args = launch_command_parser().parse_args(["--config_file", str(path), *n, "-m", "hfkit", "train", "sft"])
     args, defaults, _ = _validate_launch_command(args)
     assert defaults.mixed_precision == "no"  # the recipe's training.bf16/fp16 decides
     if path.stem in ("ddp", "multinode"):

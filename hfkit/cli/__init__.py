@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hfkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `hfkit ... | head`: the reader left; stop quietly (status 1, as Python's
+        import os  # docs advise and as rich does for tables)
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
     except Exception as e:
         from ..run import Interrupted
 

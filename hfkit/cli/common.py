@@ -35,6 +35,12 @@ class Renamed(argparse.Action):
         raise UsageError(f"{parser.prog}: {option_string} was renamed {self.new}")
 
 
+def add_overwrite(parser: argparse.ArgumentParser, what: str = "the output") -> None:
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace {what} if it exists (never one of the inputs; hfkit's own reports and "
+                             f"charts are replaced without it)")
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON (and nothing else on stdout)")
 

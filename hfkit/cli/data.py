@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_json, emit, subcommands
+from .common import add_json, add_overwrite, emit, subcommands
 
 
 def register(sub) -> None:
@@ -18,6 +18,7 @@ def register(sub) -> None:
     gt.add_argument("--locale-dir", default="/usr/share/locale")
     gt.add_argument("--max-chars", type=int, default=None, help="drop pairs longer than this")
     gt.add_argument("--output", required=True, help="JSONL file to write (source, target, catalog)")
+    add_overwrite(gt, "the --output file")
     add_json(gt)
     gt.set_defaults(handler=run_gettext)
 
@@ -47,9 +48,10 @@ def run_report(args) -> int:
 
 def run_gettext(args) -> int:
     from ..data.gettext_pairs import gettext_pairs
-    from ..io import check_writable_file, write_jsonl
+    from ..io import write_jsonl
+    from ..outputs import check_output_file
 
-    check_writable_file(args.output, "--output")
+    check_output_file(args.output, "--output", {"locale folder": args.locale_dir}, args.overwrite)
     ds, report = gettext_pairs(args.lang, args.locale_dir, max_chars=args.max_chars)
     write_jsonl(args.output, ds)
     report = {**report, "catalogs_skipped": len(report["catalogs_skipped"]), "output": args.output}

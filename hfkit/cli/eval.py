@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..errors import HfkitError
-from .common import Renamed, add_generation_options, add_json, subcommands
+from .common import Renamed, add_generation_options, add_json, add_overwrite, subcommands
 
 TEXT_COMMANDS = {"bleu": "bleu", "chrf": "chrf", "ter": "ter", "rouge": "rouge",
                  "match": "accuracy,exact_match,token_f1"}
@@ -24,7 +24,8 @@ def register(sub) -> None:
     pp.add_argument("--text-field", default="text")
     pp.add_argument("--split", choices=["all", "train", "validation"], default="all",
                     help="score only this part of the data, split as a training recipe does")
-    pp.add_argument("--block-size", type=int, default=None, help="window length (default: model maximum)")
+    pp.add_argument("--block-size", type=int, default=None,
+                    help="window length (default: the block size an hfkit run trained with, else the model maximum)")
     pp.add_argument("--stride", type=int, default=None, help="window step (default: block_size/2)")
     pp.add_argument("--prefix-field", default=None, help="conditional: field holding the prefix")
     pp.add_argument("--continuation-field", default=None, help="conditional: field holding the continuation")
@@ -32,6 +33,7 @@ def register(sub) -> None:
     pp.add_argument("--continuation", default=None, help="conditional, one pair: the continuation text")
     pp.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default: 16)")
     pp.add_argument("--output", default=None, help="report JSON (default with a model folder: DIR/eval/NAME.json)")
+    add_overwrite(pp, "the --output file")
     add_json(pp)
     pp.set_defaults(handler=run_perplexity)
 
@@ -55,6 +57,7 @@ def register(sub) -> None:
             e.add_argument("--per-class", action="store_true", help="labels: per-class precision/recall/F1 report")
         e.add_argument("--save-predictions", default=None, help="write prompts, references, predictions (JSONL)")
         e.add_argument("--output", default=None, help="report JSON (default with --model DIR: DIR/eval/NAME.json)")
+        add_overwrite(e, "the --output and --save-predictions files")
         add_json(e)
         e.set_defaults(handler=run_text)
 
@@ -79,6 +82,7 @@ def register(sub) -> None:
     ic.add_argument("--limit", type=int, default=None)
     ic.add_argument("--log-samples", default=None, help="write every example's prompt, scores, answers (JSONL)")
     ic.add_argument("--output", default=None, help="report JSON (default with a model folder: DIR/eval/NAME.json)")
+    add_overwrite(ic, "the --output and --log-samples files")
     add_json(ic)
     ic.set_defaults(handler=run_icl)
 
@@ -86,19 +90,24 @@ def register(sub) -> None:
     cp.add_argument("runs", nargs="+", help="run folders (metrics.json, eval/*.json) or eval report JSON files")
     cp.add_argument("--png", default=None, help="write a bar chart per metric to this PNG (counts are not charted)")
     cp.add_argument("--output", default=None, help="also write the comparison as JSON")
+    add_overwrite(cp, "the --png and --output files")
     add_json(cp)
     cp.set_defaults(handler=run_compare)
 
 
 # --- shared ---------------------------------------------------------------------------------------
 
-def _check_outputs(**paths) -> None:
-    """Every file a command will write, checked before any work: {flag name: path or None}."""
-    from ..io import check_writable_file
+def _check_outputs(args, inputs: dict, **paths) -> None:
+    """Every file a command will write, checked before any work: never an input, never a file hfkit
+    did not write unless --overwrite ({flag name: path or None})."""
+    from ..outputs import check_output_file
 
     for flag, path in paths.items():
-        if path:
-            check_writable_file(path, "--" + flag.replace("_", "-"))
+        check_output_file(path, "--" + flag.replace("_", "-"), inputs, args.overwrite)
+
+
+def _inputs(args) -> dict:
+    return {name: getattr(args, name, None) for name in ("model", "data", "predictions", "references", "demos")}
 
 
 def _finish(rep: dict, args, default: Path | None) -> int:
@@ -124,7 +133,7 @@ def run_perplexity(args) -> int:
     from ..inference.scoring import conditional_perplexity, perplexity
     from .common import load_model_and_tokenizer
 
-    _check_outputs(output=args.output)
+    _check_outputs(args, _inputs(args), output=args.output)
     if args.prefix is not None or args.continuation is not None:
         if args.continuation is None:
             raise HfkitError("--prefix needs --continuation")
@@ -144,11 +153,12 @@ def run_perplexity(args) -> int:
             pairs = list(zip(ds[pf], ds[args.continuation_field]))
     model, tokenizer = load_model_and_tokenizer(args.model)
     progress = not args.json
+    block_size = args.block_size or _trained_length(args.model)
     if pairs is not None:
         result = {"kind": "conditional", **conditional_perplexity(model, tokenizer, pairs, args.batch_size, progress)}
         name = report_name("perplexity", data_stem(args.data) or "pair", "conditional")
     else:
-        result = {"kind": "corpus", **perplexity(model, tokenizer, ds["text"], args.block_size, args.stride,
+        result = {"kind": "corpus", **perplexity(model, tokenizer, ds["text"], block_size, args.stride,
                                                  args.batch_size, progress)}
         name = report_name("perplexity", data_stem(args.data), args.split, f"block{result['block_size']}",
                            f"stride{result['stride']}")
@@ -158,6 +168,19 @@ def run_perplexity(args) -> int:
     scores = {k: v for k, v in result.items() if k in ("perplexity", "nll", "tokens_scored")}
     rep = report("perplexity", scores, settings, model=args.model, name=name)
     return _finish(rep, args, default_output(args.model, name))
+
+
+def _trained_length(model: str) -> int | None:
+    """The sequence length the run in folder `model` trained with (its block size), if it is an
+    hfkit run: windows of that length are what the model knows."""
+    from ..recipe import load_run_recipe
+    from ..tasks import get_task
+
+    try:
+        recipe = load_run_recipe(model)
+    except HfkitError:
+        return None
+    return get_task(recipe.task).sequence_length(recipe)[0] if recipe else None
 
 
 def _perplexity_data(args):
@@ -206,7 +229,7 @@ def run_text(args) -> int:
             raise HfkitError(f"--metrics: unknown metric '{m}' (one of: {', '.join(TEXT_METRICS)})")
     options = {"tokenize": args.tokenize} if args.tokenize else {}
     options["rouge_stemmer"] = args.rouge_stemmer
-    _check_outputs(output=args.output, save_predictions=args.save_predictions)
+    _check_outputs(args, _inputs(args), output=args.output, save_predictions=args.save_predictions)
     if args.predictions or args.references:
         if args.model or args.data:
             raise HfkitError("give either --predictions/--references or --model/--data, not both")
@@ -250,7 +273,7 @@ def run_icl(args) -> int:
     from ..io import write_jsonl
     from ..models import load_model
 
-    _check_outputs(output=args.output, log_samples=args.log_samples)
+    _check_outputs(args, _inputs(args), output=args.output, log_samples=args.log_samples)
     cfg = IclConfig(path=args.data, shots=args.shots, seed=args.seed, select=args.select,
                     template=args.template or DEFAULT_TEMPLATE, demos=args.demos, limit=args.limit,
                     input_field=args.input_field, mode=args.mode, cot=args.cot,
@@ -281,12 +304,14 @@ def run_compare(args) -> int:
     from ..evaluation.compare import compare, plot_comparison, print_comparison
     from ..io import write_json
 
-    _check_outputs(png=args.png, output=args.output)
+    _check_outputs(args, {"runs": args.runs}, png=args.png, output=args.output)
     cmp = compare(args.runs)
     if args.png:
         plot_comparison(cmp, args.png)
     if args.output:
-        write_json(args.output, cmp)
+        import importlib.metadata as md
+
+        write_json(args.output, {**cmp, "versions": {"hfkit": md.version("hfkit")}})
     if args.json:
         print(json.dumps({**cmp, "png": args.png}, indent=2))
     else:

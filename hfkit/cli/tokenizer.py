@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from .common import add_json, emit, subcommands
+from .common import add_json, add_overwrite, emit, subcommands
 
 
 def register(sub) -> None:
@@ -20,35 +19,36 @@ def register(sub) -> None:
     tt.add_argument("--data", action="append", default=None,
                     help="file, folder, 'default' or hub:owner/name (repeatable; default: default)")
     tt.add_argument("--text-field", default="text")
-    tt.add_argument("--output", required=True, help="folder to save the tokenizer in")
+    tt.add_argument("--output", required=True, help="folder to save the tokenizer in (new, empty, or an hfkit "
+                                                     "tokenizer folder to replace with --overwrite)")
+    add_overwrite(tt, "an hfkit tokenizer folder at --output")
     add_json(tt)
     tt.set_defaults(handler=run_train)
 
 
 def run_train(args) -> int:
-    import shutil
-
     from datasets import concatenate_datasets
 
     from ..data.sources import load_source, source_from_spec
     from ..data.tokenizer import train_tokenizer
     from ..errors import HfkitError
-    from ..io import atomic_write_text, check_writable_dir
+    from ..io import atomic_write_text
+    from ..outputs import plan_output, write_folder
 
-    check_writable_dir(args.output, "--output")
+    inputs = {f"--data {d}": d for d in args.data or []}
+    plan_output(args.output, "tokenizer", "--output", overwrite=args.overwrite, inputs=inputs)  # before any work
     sources = [source_from_spec(s, args.text_field) for s in (args.data or ["default"])]
     ds = concatenate_datasets([load_source(s) for s in sources])
     if not any(t.strip() for t in ds["text"]):
         raise HfkitError(f"{', '.join(args.data or ['default'])}: no text to train a tokenizer on")
     tok = train_tokenizer(iter(ds["text"]), args.kind, args.vocab_size, args.min_frequency, args.lowercase)
-    out = Path(args.output)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tok.save_pretrained(str(tmp))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    result = {"kind": args.kind, "vocab_size": len(tok), "documents": len(ds), "output": str(out),
+    result = {"kind": args.kind, "vocab_size": len(tok), "documents": len(ds), "output": str(args.output),
               "special_tokens": tok.special_tokens_map}
-    atomic_write_text(out / "hfkit_tokenizer.json", json.dumps(result, indent=2) + "\n")
+
+    def write(folder: Path) -> None:
+        tok.save_pretrained(str(folder))
+        atomic_write_text(folder / "hfkit_tokenizer.json", json.dumps(result, indent=2) + "\n")
+
+    write_folder(args.output, "tokenizer", "--output", write, overwrite=args.overwrite, inputs=inputs)
     emit(result, args.json, "tokenizer")
     return 0

@@ -37,13 +37,14 @@ def run_train(args) -> int:
 
     launched = "LOCAL_RANK" in os.environ  # already inside a process started by a launcher
     if (args.num_processes is not None or args.accelerate_config) and not launched:
-        from ..io import check_writable_dir
         from ..recipe import load_recipe
-        from ..training.launch import launch
+        from ..run import output_plan
+        from ..training.launch import check_launch, launch
 
         # validated once here: one clear error, not one per process
+        check_launch(args)
         recipe = load_recipe(args.recipe, args.overrides)
-        check_writable_dir(recipe.training["output_dir"], "recipe key 'training.output_dir'")
+        output_plan(recipe)  # the output folder may be written (and no run holds it)
         return launch(args)
     # with --json, stdout carries only the JSON: Trainer's log lines and bars go to stderr
     with stdout_to_stderr() if args.json else contextlib.nullcontext():

@@ -196,9 +196,10 @@ def _text_column(ds: Dataset, src: SourceConfig) -> Dataset:
     ds = ds.select_columns([src.text_field])
     if src.text_field != "text":
         ds = ds.rename_column(src.text_field, "text")
-    bad = [i for i, t in enumerate(ds["text"][:1000]) if t is not None and not isinstance(t, str)]
-    if bad:
-        raise HfkitError(f"{where}: field '{src.text_field}' of record {bad[0]} is not text")
+    if getattr(ds.features["text"], "dtype", None) not in ("string", "large_string"):  # every record, not a sample
+        bad = next((i for i, t in enumerate(ds["text"]) if t is not None and not isinstance(t, str)), None)
+        if bad is not None:
+            raise HfkitError(f"{where}: field '{src.text_field}' of record {bad} is not text")
     return ds.filter(lambda b: [t is not None for t in b["text"]], batched=True)
 
 

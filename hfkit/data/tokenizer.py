@@ -102,9 +102,9 @@ def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bo
     """`AutoTokenizer.from_pretrained` with a one-line error for a folder that is not a tokenizer."""
     from transformers import AutoTokenizer
 
-    from ..hub import ensure_cached
+    from ..hub import check_model_ref
 
-    ensure_cached(path)
+    check_model_ref(path, f"tokenizer '{path}'", revision)
     local = Path(path)
     if local.is_dir() and not any((local / f).is_file() for f in (
             "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")):

@@ -114,18 +114,23 @@ def print_report(rep: dict) -> None:
 
 
 def default_output(model: str | None, name: str) -> Path | None:
-    """Reports go into the model folder (`eval/NAME.json`), where `eval compare` finds them; a folder
-    we may not write into gets none (the report is printed)."""
-    if model and Path(model).is_dir():
+    """Reports go into the folder of an hfkit run (`eval/NAME.json`), where `eval compare` and the
+    model card find them. A model folder hfkit did not write, or cannot write, gets none (the report
+    is printed; --output writes it elsewhere)."""
+    from ..outputs import read_marker
+
+    if model and Path(model).is_dir() and read_marker(model) is not None:
         return if_writable(Path(model) / "eval" / f"{name}.json")
     return None
 
 
 def if_writable(path: Path) -> Path | None:
+    """`path` when a report may go there: writable, and new or a report hfkit wrote."""
     from ..io import check_writable_file
+    from ..outputs import is_hfkit_file
 
     try:
         check_writable_file(path, "report")
     except HfkitError:
         return None
-    return path
+    return path if not path.exists() or is_hfkit_file(path) else None

@@ -10,7 +10,7 @@ from transformers import (AutoModelForCausalLM, BertConfig, GPT2Config, LlamaCon
                           PretrainedConfig, PreTrainedModel)
 
 from ..errors import HfkitError
-from ..hub import ensure_cached
+from ..hub import check_model_ref
 
 
 @dataclass
@@ -91,7 +91,34 @@ def model_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
         raise HfkitError(
             f"recipe key 'model.vocab_size'={vocab} is smaller than the tokenizer's vocabulary ({len(tokenizer)} tokens)"
         )
-    config = PRESETS[cfg.architecture](cfg, vocab, _special_ids(tokenizer))
+    return _preset_config(cfg, vocab, _special_ids(tokenizer))
+
+
+def config_for_recipe(cfg: ModelConfig) -> PretrainedConfig:
+    """The model's config before there is a tokenizer: the checkpoint's own, or the preset sized by
+    the recipe (with its vocab_size, or a stand-in vocabulary): what preflight checks are built on."""
+    if cfg.name_or_path:
+        import json
+
+        from transformers import AutoConfig
+
+        path, key = cfg.name_or_path, "recipe key 'model.name_or_path'"
+        check_model_ref(path, key, cfg.revision)
+        local = Path(path)
+        if (local / "adapter_config.json").is_file():  # an adapter run: its base model's config
+            path = json.loads((local / "adapter_config.json").read_text()).get("base_model_name_or_path") or path
+        elif local.is_dir() and not (local / "config.json").is_file():
+            raise HfkitError(f"{key}: model folder '{path}' has no config.json: not a saved model")
+        try:
+            return AutoConfig.from_pretrained(path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        except Exception as e:
+            raise HfkitError(f"recipe key 'model.name_or_path': cannot read a model config from "
+                             f"'{cfg.name_or_path}': {str(e).splitlines()[0][:200]}") from None
+    return _preset_config(cfg, cfg.vocab_size or 1024, {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1})
+
+
+def _preset_config(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
+    config = PRESETS[cfg.architecture](cfg, vocab, ids)
     for k, v in cfg.extra.items():
         if not hasattr(config, k):
             raise HfkitError(f"recipe key 'model.extra.{k}' is not a field of {type(config).__name__}")
@@ -129,6 +156,7 @@ def load_model(path: str, revision: str | None = None, trust_remote_code: bool =
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise HfkitError(f"model path '{path}' is a file; give the model folder (with config.json)")
+    check_model_ref(path, f"model '{path}'", revision)
     if p.is_dir() and (p / "adapter_config.json").exists():
         return load_adapter_model(str(p.resolve()), trust_remote_code=trust_remote_code, **kw)
     if p.is_dir() and not (p / "config.json").exists():
@@ -136,7 +164,6 @@ def load_model(path: str, revision: str | None = None, trust_remote_code: bool =
     if p.is_dir():
         path = str(p.resolve())  # so adapters trained on it record a base path that works from anywhere
     try:
-        ensure_cached(path)
         if auto_class is AutoModelForCausalLM:  # an encoder-decoder checkpoint generates through its seq2seq class
             from transformers import AutoConfig, AutoModelForSeq2SeqLM
 

@@ -1,8 +1,12 @@
-"""The recipe's `training` section: `transformers.TrainingArguments` fields under their own names."""
+"""The recipe's `training` section: `transformers.TrainingArguments` fields under their own names,
+plus `overwrite_output_dir` (the name TrainingArguments used until transformers 5 dropped it; hfkit
+keeps it: replace the earlier run in output_dir)."""
 from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
+import os
 
 from ..errors import HfkitError
 from ..schema import check_fields, one_line
@@ -20,26 +24,46 @@ TRAINING_DEFAULTS = {
     "ddp_find_unused_parameters": False,  # every parameter takes part in the loss; True costs a graph walk per step
     "dataloader_pin_memory": False,  # set per run: only useful (and warning-free) with a GPU
 }
+# keys of the training section that hfkit handles itself (not passed to TrainingArguments)
+HFKIT_KEYS = {"overwrite_output_dir": bool}
+# values that must never be written anywhere (recipe.yaml, training_args.bin, logs)
+SECRET_KEYS = ("hub_token",)
 
 
 @functools.lru_cache(maxsize=1)
 def training_keys() -> frozenset[str]:
     from transformers import TrainingArguments
 
-    return frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init)
+    return frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init) | frozenset(HFKIT_KEYS)
 
 
 def validate_training_args(training: dict) -> dict:
     """Check `training` keys and value types against `transformers.TrainingArguments`."""
     from transformers import TrainingArguments
 
-    out = check_fields(TrainingArguments, training, "training")
+    own = {k: training[k] for k in HFKIT_KEYS if k in training}
+    for k, v in own.items():
+        if not isinstance(v, HFKIT_KEYS[k]):
+            raise HfkitError(f"recipe key 'training.{k}' expects {HFKIT_KEYS[k].__name__}, got {type(v).__name__} {v!r}")
+    out = check_fields(TrainingArguments, {k: v for k, v in training.items() if k not in HFKIT_KEYS}, "training")
     if not out.get("output_dir"):
         raise HfkitError("recipe key 'training.output_dir' is required (set it, or pass output_dir=PATH)")
-    return out
+    return {**out, **own}
 
 
-def training_arguments(training: dict, task_defaults: dict, has_validation: bool):
+def take_secrets(training: dict) -> list[str]:
+    """Remove secret values (`hub_token`) from the section, so that nothing writes them anywhere; the
+    token is kept in this process's environment (HF_TOKEN), where huggingface_hub reads it."""
+    taken = []
+    for k in SECRET_KEYS:
+        value = training.pop(k, None)
+        if value:
+            os.environ["HF_TOKEN"] = str(value)
+            taken.append(k)
+    return taken
+
+
+def training_arguments(training: dict, task_defaults: dict, has_validation: bool, output_dir: str | None = None):
     """TrainingArguments from hfkit's defaults, the task's and the recipe's (in that order of precedence)."""
     import torch
     from transformers import TrainingArguments
@@ -47,11 +71,57 @@ def training_arguments(training: dict, task_defaults: dict, has_validation: bool
     # use_cpu on a machine without GPUs: also what makes torchrun/accelerate start a real multi-process
     # (gloo) run there instead of N independent single-process runs
     kw = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(),
-          "use_cpu": not torch.cuda.is_available(), **task_defaults, **training}
+          "use_cpu": not torch.cuda.is_available(), **task_defaults,
+          **{k: v for k, v in training.items() if k not in HFKIT_KEYS}}
+    if output_dir is not None:
+        kw["output_dir"] = output_dir
     if not has_validation and "eval_strategy" not in training:
         kw["eval_strategy"] = "no"
     kw.setdefault("eval_on_start", has_validation)  # the "before" figure, measured inside train()
     try:
         return TrainingArguments(**kw)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, ImportError) as e:
         raise HfkitError(f"recipe section 'training': {one_line(e)}") from None
+
+
+def check_training(training: dict, task_defaults: dict) -> None:
+    """Everything about the training section that would otherwise fail after the data is prepared:
+    TrainingArguments' own checks, the optimizer they describe, sizes that must be positive, and the
+    loggers and DeepSpeed they ask for."""
+    import torch
+    from transformers import Trainer
+
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if key in training and training[key] < 1:
+            raise HfkitError(f"recipe key 'training.{key}' must be >= 1, got {training[key]}")
+    if training.get("max_steps", -1) == 0 or training.get("max_steps", -1) < -1:
+        raise HfkitError(f"recipe key 'training.max_steps' must be > 0 (or -1: train num_train_epochs), "
+                         f"got {training['max_steps']}")
+    if training.get("max_steps", -1) == -1 and training.get("num_train_epochs", 3.0) <= 0:
+        raise HfkitError(f"recipe key 'training.num_train_epochs' must be > 0, got {training['num_train_epochs']}")
+    for key in ("eval_steps", "save_steps"):
+        if key in training and training[key] is not None and training[key] <= 0:
+            raise HfkitError(f"recipe key 'training.{key}' must be > 0, got {training[key]}")
+    report_to = training.get("report_to", TRAINING_DEFAULTS["report_to"])
+    if report_to not in ("none", "all", None):
+        from transformers.integrations import get_available_reporting_integrations
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+        for name in [report_to] if isinstance(report_to, str) else report_to:
+            if name == "none":
+                continue
+            if name not in INTEGRATION_TO_CALLBACK:
+                raise HfkitError(f"recipe key 'training.report_to': unknown logger '{name}' "
+                                 f"(one of: {', '.join(sorted(INTEGRATION_TO_CALLBACK))})")
+            if name not in get_available_reporting_integrations():
+                raise HfkitError(f"recipe key 'training.report_to': '{name}' is not installed here "
+                                 f"(pip install {name.replace('_', '-')}), or remove it")
+    if training.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise HfkitError("recipe key 'training.deepspeed' needs the deepspeed package, which is not installed "
+                         "(pip install deepspeed, on a machine with CUDA)")
+    args = training_arguments(training, task_defaults, has_validation=True)
+    opt_cls, opt_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    try:
+        opt_cls([torch.nn.Parameter(torch.zeros(1))], **opt_kwargs)
+    except (ValueError, TypeError, ImportError, RuntimeError) as e:
+        raise HfkitError(f"recipe section 'training' (optimizer {opt_cls.__name__}): {one_line(e)}") from None

@@ -37,12 +37,18 @@ def launch_command(args) -> list[str]:
     from ..errors import HfkitError
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    num = args.num_processes
+    if num is not None and num < 1:
+        raise HfkitError(f"--num-processes must be at least 1, got {num}")
     if args.accelerate_config:
-        cmd += ["--config_file", str(accelerate_config_path(args.accelerate_config))]
-    if args.num_processes is not None:
-        if args.num_processes < 1:
-            raise HfkitError(f"--num-processes must be at least 1, got {args.num_processes}")
-        cmd += ["--num_processes", str(args.num_processes)]
+        path = accelerate_config_path(args.accelerate_config)
+        cmd += ["--config_file", str(path)]
+        if num is None and _config(path).get("num_processes") in (None, -1):
+            import torch
+
+            num = torch.cuda.device_count() * int(_config(path).get("num_machines") or 1)  # one per GPU
+    if num is not None:
+        cmd += ["--num_processes", str(num)]
     if args.machine_rank is not None:
         cmd += ["--machine_rank", str(args.machine_rank)]
     if not args.accelerate_config:
@@ -58,6 +64,66 @@ def launch_command(args) -> list[str]:
             cmd.remove("--multi_gpu")
     cmd += ["-m", "hfkit", "train", args.recipe, *args.overrides] + (["--json"] if args.json else [])
     return cmd
+
+
+_GPU_TYPES = ("MULTI_GPU", "FSDP", "DEEPSPEED")
+
+
+def _config(path: Path) -> dict:
+    import yaml
+
+    from ..errors import HfkitError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise HfkitError(f"--accelerate-config {path}: not a readable YAML file ({' '.join(str(e).split())[:120]})") \
+            from None
+    if not isinstance(data, dict):
+        raise HfkitError(f"--accelerate-config {path}: not an accelerate config (a YAML mapping)")
+    return data
+
+
+def check_launch(args) -> None:
+    """What the machine cannot give, in one line, before anything starts: GPUs a config asks for,
+    more processes than GPUs (or CPU cores), DeepSpeed that is not installed."""
+    import importlib.util
+
+    import torch
+
+    from ..errors import HfkitError
+
+    gpus = torch.cuda.device_count()
+    num = args.num_processes
+    if args.accelerate_config:
+        path = accelerate_config_path(args.accelerate_config)
+        cfg = _config(path)
+        kind = str(cfg.get("distributed_type", "NO")).upper()
+        machines = int(cfg.get("num_machines") or 1)
+        if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+            raise HfkitError(f"--accelerate-config {args.accelerate_config} uses DeepSpeed, which is not installed "
+                             f"(pip install deepspeed, on a machine with CUDA)")
+        if kind in _GPU_TYPES and gpus == 0:
+            raise HfkitError(f"--accelerate-config {args.accelerate_config} runs {kind} on GPUs, and this machine "
+                             f"has none (for processes on CPU cores use --num-processes N without a config)")
+        if num is None and cfg.get("num_processes") not in (None, -1):
+            num = int(cfg["num_processes"])
+        per_machine = -(-num // machines) if num else gpus
+        ids = str(cfg.get("gpu_ids", "all"))
+        if kind in _GPU_TYPES and ids != "all":
+            bad = [i for i in ids.split(",") if i.strip().isdigit() and int(i) >= gpus]
+            if bad:
+                raise HfkitError(f"--accelerate-config {args.accelerate_config}: gpu_ids {ids} names GPU {bad[0]}, "
+                                 f"but this machine has {gpus}")
+        if kind in _GPU_TYPES and per_machine > gpus:
+            raise HfkitError(f"--accelerate-config {args.accelerate_config} asks for {per_machine} processes on this "
+                             f"machine, which has {gpus} GPU{'s' if gpus != 1 else ''}: pass --num-processes {gpus}")
+    elif num is not None:
+        cores = os.cpu_count() or 1
+        if gpus and num > gpus:
+            raise HfkitError(f"--num-processes {num} is more than this machine's {gpus} GPUs")
+        if not gpus and num > cores:
+            raise HfkitError(f"--num-processes {num} is more than this machine's {cores} CPU cores (and it has no GPU)")
 
 
 def launch(args) -> int:

@@ -13,17 +13,41 @@ from pathlib import Path
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from ..io import give_umask_modes
+from .checkpoints import write_manifest
+
 
 STAGING_DIR = ".incomplete"  # checkpoints are written here, then renamed into output_dir when complete
 
 
 class AtomicCheckpoints:
     """Mixin for any `Trainer`: each checkpoint is written into `output_dir/.incomplete/checkpoint-N`
-    and renamed to `output_dir/checkpoint-N` once every rank has written its part. A kill at any
-    moment leaves no `checkpoint-N` folder that `resume_from_checkpoint` would pick and fail to load.
+    and renamed to `output_dir/checkpoint-N` once every rank has written its part, with a manifest of
+    its files' sizes and the model's signature. A kill at any moment leaves no `checkpoint-N` folder
+    that `resume_from_checkpoint` would pick and fail to load.
     Also reports perplexity = exp(eval loss) wherever an eval loss is logged."""
 
     _staging = False
+
+    def __init__(self, *args, **kwargs):
+        model = kwargs.get("model") if "model" in kwargs else (args[0] if args else None)
+        # Trainer sets config.use_cache from TrainingArguments (False) for training; saved configs keep
+        # the model's own value, so that generate() after loading uses its KV cache as usual
+        self._saved_use_cache = getattr(getattr(model, "config", None), "use_cache", None)
+        super().__init__(*args, **kwargs)
+
+    def _save(self, output_dir=None, state_dict=None):
+        config = getattr(self.model, "config", None)
+        restore = config is not None and self._saved_use_cache is not None
+        if restore:
+            training_value, config.use_cache = config.use_cache, self._saved_use_cache
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            if restore:
+                config.use_cache = training_value
+        if self.args.should_save:  # safetensors shards are written through temporary files (0600)
+            give_umask_modes(output_dir if output_dir is not None else self.args.output_dir)
 
     def _get_output_dir(self, trial):
         run_dir = super()._get_output_dir(trial)
@@ -47,6 +71,7 @@ class AtomicCheckpoints:
             if best and Path(best).parent == staged.parent:  # Trainer saw the staged path: point at the final one
                 self.state.best_model_checkpoint = str(run_dir / Path(best).name)
                 self.state.save_to_json(str(staged / "trainer_state.json"))
+            write_manifest(staged, self.model)  # sizes of every file and the model's signature: resume checks them
             if final.exists():
                 shutil.rmtree(final)
             os.replace(staged, final)
