@@ -145,3 +145,20 @@ def test_mixed_precision_is_switched_from_the_recipe(tmp_path):
                                data_collator=job.prepared.collator)
         trainer.train()
         assert seen == {f"torch.{want}"} and trainer.accelerator.mixed_precision == ("bf16" if bf16 == "true" else "no")
+
+
+def test_a_data_error_in_a_two_process_run_is_one_line_once(tmp_path):
+    """Every rank meets the bad record; the user sees one error line (rank 0's), not one per rank and
+    not the elastic agent's report of the failed ranks."""
+    import re
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a fine document about things"}\n{"text": "x" "y"}\n')
+    p = subprocess.run([sys.executable, "-m", "hfkit", "train", "clm_pretrain", *RUN, "--num-processes", "2",
+                        f"output_dir={tmp_path / 'out'}", "data.sources.0.kind=json", f"data.sources.0.path={bad}"],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 2
+    assert [ln for ln in p.stderr.splitlines() if "error" in ln.lower()] == [
+        f"hfkit: error: {bad} line 2: invalid JSON (Expecting ',' delimiter)"], p.stderr[-2000:]
+    assert not re.search(r"^[WE]\d{4} ", p.stderr, re.M) and "Traceback" not in p.stderr
+    assert not (tmp_path / "out").exists()

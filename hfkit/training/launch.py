@@ -139,6 +139,10 @@ def launch(args) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.num_processes or 1))))
     # accelerate's launcher runs in this process: a SIGTERM/SIGINT here reaches its elastic agent, which
     # passes it on to every rank (they save a checkpoint at the step boundary and stop together)
+    import logging
+
+    # a failing rank has printed its own one-line error; the agent's report of it would only repeat it
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         accelerate_launch(launch_command_parser().parse_args(cmd[3:]))
     except SignalException as e:
