@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/hfkit train clm_pretrain
+	$(VENV)/bin/hfkit train clm_pretrain overwrite_output_dir=true
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -92,7 +92,8 @@ class AdapterConfig:
         return int(self.options.get("num_virtual_tokens") or DEFAULT_VIRTUAL_TOKENS)
 
 
-def peft_config(cfg: AdapterConfig, model, task_type: str, max_steps: int | None = None):
+def peft_config(cfg: AdapterConfig, model, task_type: str, max_steps: int | None = None,
+                tokenizer_name: str | None = None):
     """The peft config of the recipe's method for `model`: the recipe's fields, the task's peft task
     type, and defaults where peft needs one per architecture (target modules, GPT-2's Conv1D)."""
     cls = peft_methods()[cfg.method]
@@ -109,7 +110,8 @@ def peft_config(cfg: AdapterConfig, model, task_type: str, max_steps: int | None
     if "total_step" in names and kw.get("total_step") is None and max_steps and max_steps > 0:
         kw["total_step"] = max_steps  # AdaLoRA's rank schedule spans the run
     if kw.get("prompt_tuning_init_text") and "prompt_tuning_init" in names:
-        kw.setdefault("prompt_tuning_init", "TEXT")
+        kw.setdefault("prompt_tuning_init", "TEXT")  # initialise from the text's embeddings
+        kw.setdefault("tokenizer_name_or_path", tokenizer_name)
     try:
         return cls(task_type=task_type, **kw)
     except (ValueError, TypeError) as e:
@@ -163,16 +165,16 @@ def _selective(model: PreTrainedModel, cfg: AdapterConfig) -> PreTrainedModel:
 
 
 def apply_adapter(model: PreTrainedModel, cfg: AdapterConfig, tokenizer=None, task_type: str = "CAUSAL_LM",
-                  max_steps: int | None = None):
-    """Return the model to train (a PeftModel for peft methods) and its parameter counts."""
+                  max_steps: int | None = None, tokenizer_name: str | None = None):
+    """Return the model to train (a PeftModel for peft methods) and its parameter counts.
+    `tokenizer_name`: where peft loads the tokenizer from (prompt tuning from text), when not `tokenizer`'s."""
     if cfg.method == "selective":
         model = _selective(model, cfg)
     elif cfg.is_peft:
         from peft import get_peft_model
 
-        pc = peft_config(cfg, model, task_type, max_steps)
-        if getattr(pc, "prompt_tuning_init_text", None) and tokenizer is not None:
-            pc.tokenizer_name_or_path = tokenizer.name_or_path
+        pc = peft_config(cfg, model, task_type, max_steps,
+                         tokenizer_name or (tokenizer.name_or_path if tokenizer is not None else None))
         try:
             model = get_peft_model(model, pc)
         except (ValueError, TypeError, KeyError, NotImplementedError, AttributeError) as e:

@@ -86,3 +86,9 @@ def check_writable_file(path: str | os.PathLike, what: str) -> None:
     if path.exists() and not os.access(path, os.W_OK):
         raise HfkitError(f"{what} '{path}' is not writable")
     check_writable_dir(path.absolute().parent, f"{what}: the folder")
+
+
+def is_main_rank() -> bool:
+    """True except on the non-zero ranks of a launched multi-process run (which leave printing and
+    the output folder to rank 0)."""
+    return int(os.environ.get("RANK", "0")) == 0

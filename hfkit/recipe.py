@@ -278,7 +278,7 @@ def build_recipe(tree: dict) -> Recipe:
     """Compose the sections of a recipe mapping and check them, each by its owner, then across."""
     training = tree.get("training")
     if isinstance(training, dict) and take_secrets(training):
-        from .cli.common import is_main_rank
+        from .io import is_main_rank
 
         if is_main_rank():
             print("hfkit: warning: training.hub_token is kept in memory for this run (as HF_TOKEN) and never "

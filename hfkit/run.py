@@ -139,21 +139,27 @@ def preflight(recipe: Recipe, task: Task) -> None:
         raise HfkitError(f"recipe section 'model' ({type(config).__name__}): {one_line(e)}") from None
     if recipe.adapter.is_peft:
         with torch.device("meta"):
-            apply_adapter(model, recipe.adapter, None, task.peft_task_type, recipe.training.get("max_steps"))
+            apply_adapter(model, recipe.adapter, None, task.peft_task_type, recipe.training.get("max_steps"),
+                          tokenizer_name=recipe.tokenizer.path or recipe.model.name_or_path)
 
 
-def output_plan(recipe: Recipe):
-    """How this run may write `training.output_dir` (hfkit.outputs): new, resumed, or replaced."""
-    from .outputs import OutputPlan, plan_output, read_marker, staging_path
+def output_plan(recipe: Recipe, check: bool = True):
+    """How this run may write `training.output_dir` (hfkit.outputs): new, resumed, or replaced.
+    `check=False` (the non-zero ranks of a launched run): only where to write; rank 0 checks."""
+    from .outputs import OutputPlan, check_unlocked, plan_output, read_marker, staging_path
 
     t = recipe.training
     final = Path(t["output_dir"])
     resume, overwrite = bool(t.get("resume_from_checkpoint")), t.get("overwrite_output_dir", False)
     what = "recipe key 'training.output_dir'"
+    if not check:
+        mode = "replace" if overwrite else "resume" if resume else "new"
+        return OutputPlan(final, "train", mode, existed=final.exists())
     inputs = {"base model": recipe.model.name_or_path, "tokenizer": recipe.tokenizer.path,
               **{f"data source {i}": s.path for i, s in enumerate(recipe.data.sources)}}
     if resume and overwrite and read_marker(staging_path(final)) is not None:
         # a replacement interrupted earlier: resume it where it was built
+        check_unlocked(final, what)
         return OutputPlan(final, "train", "replace", existed=True, info={"resume_staging": True})
     return plan_output(final, "train", what, resume=resume, overwrite=overwrite, inputs=inputs,
                        replace_hint="overwrite_output_dir=true",
@@ -169,14 +175,14 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
     from transformers import set_seed
 
     from . import outputs
-    from .cli.common import is_main_rank
+    from .io import is_main_rank
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     task = get_task(recipe.task)
-    plan = output_plan(recipe)
-    preflight(recipe, task)
     main_rank = is_main_rank()  # the other ranks of a launched run leave the folder to rank 0
+    plan = output_plan(recipe, check=main_rank)
+    preflight(recipe, task)
     lock = None
     if main_rank:
         plan.final.mkdir(parents=True, exist_ok=True)

@@ -230,3 +230,26 @@ def test_hub_id_missing_offline_says_how_to_fix():
 
     with pytest.raises(HfkitError, match=r"not in the local Hub cache and HF_HUB_OFFLINE=1.*hfkit hub import"):
         load_model("nobody/no-such-model")
+
+
+def test_prompt_tuning_recipe_initialises_from_its_text(tmp_path):
+    """The shipped prompt_tuning recipe (virtual tokens initialised from `prompt_tuning_init_text`) on a
+    tiny base: the virtual tokens start as the embeddings of that text's tokens."""
+    import hfkit
+    from conftest import TINY_MODEL
+    from transformers import AutoTokenizer
+
+    from hfkit.models import load_model
+
+    base = tmp_path / "base"
+    hfkit.train("clm_pretrain", TINY_MODEL + [f"output_dir={base}", "max_steps=2", "model.max_position_embeddings=256"],
+                quiet=True)
+    text = "Answer the question about Python with the documentation's words:"
+    out = tmp_path / "pt"
+    hfkit.train("prompt_tuning", [f"model.name_or_path={base}", f"output_dir={out}", "max_steps=1", "eval_steps=100",
+                                  "learning_rate=1e-12", "warmup_steps=0", "adapter.num_virtual_tokens=4"], quiet=True)
+    model = load_model(str(out))
+    virtual = model.prompt_encoder["default"].embedding.weight.detach()
+    ids = AutoTokenizer.from_pretrained(base)(text, add_special_tokens=False)["input_ids"][:4]
+    words = model.get_input_embeddings().weight.detach()[ids]
+    assert torch.allclose(virtual, words, atol=1e-6)  # init from the text (a lr of 1e-12 leaves them there)

@@ -324,3 +324,24 @@ def test_a_broken_pipe_ends_quietly(finished, as_json):
     p.stdout.close()  # the reader is gone before anything is printed (`| head` that has read enough)
     err = p.stderr.read().decode()
     assert p.wait(timeout=300) == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_ranks_other_than_0_leave_the_folder_checks_to_rank_0(finished, tmp_path):
+    """In a launched run rank 0 claims and locks the folder; the other ranks must not read that as
+    'in use' (they run the same recipe a moment later)."""
+    from hfkit.errors import HfkitError
+    from hfkit.outputs import FolderLock
+    from hfkit.recipe import load_recipe
+    from hfkit.run import output_plan
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    recipe = load_recipe("clm_pretrain", RUN + [f"output_dir={run}", "overwrite_output_dir=true"])
+    lock = FolderLock(run, "output_dir")  # rank 0, running
+    try:
+        with pytest.raises(HfkitError, match="is in use by another hfkit run"):
+            output_plan(recipe)
+        plan = output_plan(recipe, check=False)
+        assert plan.mode == "replace" and plan.workdir == tmp_path / ".run.hfkit-new"  # where rank 0 writes too
+    finally:
+        lock.release()

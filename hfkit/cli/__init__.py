@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 
 from . import data, doctor, eval, generate, model, tokenizer, train
-from .common import Parser, UsageError, is_main_rank, subcommands
+from ..io import is_main_rank
+from .common import Parser, UsageError, subcommands
 
 COMMAND_MODULES = (train, data, tokenizer, eval, generate, model, doctor)
 

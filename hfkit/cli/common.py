@@ -106,11 +106,6 @@ def stdout_to_stderr():
         os.close(saved)
 
 
-def is_main_rank() -> bool:
-    """True except on the non-zero ranks of a launched multi-process run."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def load_model_and_tokenizer(path: str):
     from ..data.tokenizer import load_tokenizer
     from ..models import load_model

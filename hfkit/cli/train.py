@@ -5,7 +5,8 @@ import contextlib
 import json
 import os
 
-from .common import add_json, is_main_rank, stdout_to_stderr, subcommands
+from ..io import is_main_rank
+from .common import add_json, stdout_to_stderr, subcommands
 
 
 def register(sub) -> None:
