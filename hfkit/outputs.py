@@ -186,8 +186,8 @@ def abort(plan: OutputPlan) -> None:
     """After a failure: remove what this command wrote unless it is a checkpoint to resume from.
     An earlier run (resumed or being replaced) is left as it was."""
     work = plan.workdir
-    if plan.mode == "resume" or not work.exists() or any(work.glob("checkpoint-*")):
-        return
+    if plan.mode == "resume" or not work.exists() or any(work.glob("checkpoint-*")) or read_marker(work) is None:
+        return  # (no marker: this run never got to write anything there)
     if plan.mode == "new" and plan.existed:  # the user's empty folder: empty it again
         for entry in os.listdir(work):
             p = work / entry

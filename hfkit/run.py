@@ -1,8 +1,9 @@
 """`hfkit.train(recipe, overrides)`: one path for every task, in the order a reader expects.
 
-recipe -> corpus/records -> tokenizer -> model -> adapter -> task.prepare -> Trainer ->
-evaluate before/after -> save -> report. The task (hfkit.tasks) fills in what differs; nothing is
-written before the Trainer is built.
+recipe -> (output folder claimed and locked; every setting checked) -> corpus/records -> tokenizer ->
+model -> adapter -> task.prepare -> Trainer -> evaluate before/after -> save -> report. The task
+(hfkit.tasks) fills in what differs. A run that fails leaves no debris, and an earlier run it was
+to replace as it was.
 """
 from __future__ import annotations
 

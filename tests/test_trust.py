@@ -223,7 +223,6 @@ def test_a_checkpoint_of_another_model_or_a_broken_explicit_path_is_refused_up_f
     broken = tmp_path / "broken"
     shutil.copytree(finished / "checkpoint-10", broken)
     (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:1000])
-    t0 = time.time()
     rc, _, err = _cli(["train", "clm_pretrain", *RUN, f"output_dir={tmp_path / 'x'}",
                        f"resume_from_checkpoint={broken}"], capsys)
     assert rc == 2 and "model.safetensors is 1,000 bytes" in err and not (tmp_path / "x").exists()
