@@ -32,9 +32,7 @@ def register(sub) -> None:
     pp.add_argument("--prefix", default=None, help="conditional, one pair: the prefix text")
     pp.add_argument("--continuation", default=None, help="conditional, one pair: the continuation text")
     pp.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default: 16)")
-    pp.add_argument("--output", default=None, help="report JSON (default with a model folder: DIR/eval/NAME.json)")
-    add_overwrite(pp, "the --output file")
-    add_json(pp)
+    _report_options(pp, "the --output file")
     pp.set_defaults(handler=run_perplexity)
 
     for name, default in TEXT_COMMANDS.items():
@@ -56,9 +54,7 @@ def register(sub) -> None:
         if name == "match":
             e.add_argument("--per-class", action="store_true", help="labels: per-class precision/recall/F1 report")
         e.add_argument("--save-predictions", default=None, help="write prompts, references, predictions (JSONL)")
-        e.add_argument("--output", default=None, help="report JSON (default with --model DIR: DIR/eval/NAME.json)")
-        add_overwrite(e, "the --output and --save-predictions files")
-        add_json(e)
+        _report_options(e, "the --output and --save-predictions files")
         e.set_defaults(handler=run_text)
 
     ic = ev.add_parser("icl", help="zero/few-shot in-context evaluation: multiple choice or generation")
@@ -81,9 +77,7 @@ def register(sub) -> None:
     ic.add_argument("--answer-regex", default=None, help="extract the answer: the first group of this regex")
     ic.add_argument("--limit", type=int, default=None)
     ic.add_argument("--log-samples", default=None, help="write every example's prompt, scores, answers (JSONL)")
-    ic.add_argument("--output", default=None, help="report JSON (default with a model folder: DIR/eval/NAME.json)")
-    add_overwrite(ic, "the --output and --log-samples files")
-    add_json(ic)
+    _report_options(ic, "the --output and --log-samples files")
     ic.set_defaults(handler=run_icl)
 
     cp = ev.add_parser("compare", help="side-by-side table (and a bar chart with --png) of runs or eval reports")
@@ -96,6 +90,13 @@ def register(sub) -> None:
 
 
 # --- shared ---------------------------------------------------------------------------------------
+
+def _report_options(parser, files: str) -> None:
+    parser.add_argument("--output", default=None, help="report JSON (default with an hfkit run folder as --model: "
+                                                       "DIR/eval/NAME.json, NAME from the settings)")
+    add_overwrite(parser, files)
+    add_json(parser)
+
 
 def _check_outputs(args, inputs: dict, **paths) -> None:
     """Every file a command will write, checked before any work: never an input, never a file hfkit

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..data.corpus import Corpus, build_corpus
-from ..data.packing import pack_corpus
 from ..errors import HfkitError
-from . import Prepared, Task, register
-from .clm import corpus_texts, packing_overview
+from . import register
+from .clm import PackedTextTask
 
 
 @dataclass
@@ -26,7 +24,7 @@ class MlmConfig:
 
 
 @register
-class MaskedLM(Task):
+class MaskedLM(PackedTextTask):
     name = "mlm"
     section = "mlm"
     config_class = MlmConfig
@@ -42,16 +40,7 @@ class MaskedLM(Task):
         if tokenizer.eos_token is None and tokenizer.sep_token is None:
             raise HfkitError(f"tokenizer '{where}' has neither a sep_token nor an eos_token to separate documents")
 
-    def load(self, recipe, seed: int) -> Corpus:
-        return build_corpus(recipe.data, seed)
-
-    def tokenizer_texts(self, corpus: Corpus):
-        return corpus_texts(corpus)
-
-    def prepare(self, recipe, tokenizer, model, corpus: Corpus, seed: int) -> Prepared:
+    def collator(self, recipe, tokenizer):
         from transformers import DataCollatorForLanguageModeling
 
-        data = pack_corpus(recipe.data, tokenizer, corpus, seed)
-        collator = DataCollatorForLanguageModeling(tokenizer, mlm=True,
-                                                   mlm_probability=recipe.task_config.mlm_probability)
-        return Prepared(data.train, data.validation, collator, data.stats, packing_overview(data))
+        return DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=recipe.task_config.mlm_probability)
