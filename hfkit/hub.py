@@ -289,6 +289,27 @@ def _eval_results(run: Path, recipe: dict, metrics: dict, pipeline_tag: str) -> 
     return out
 
 
+def _loading_snippet(spec, adapter: bool, repo_id: str, base: str | None) -> str:
+    """Python that loads the pushed model (or adapter on its base) and its tokenizer, for the task."""
+    tok = f"from transformers import AutoTokenizer\ntokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\""
+    if adapter:  # an adapter repository has no config.json of its own: the tokenizer takes the base's
+        tok += ", config=model.config)"
+    else:
+        tok += ")"
+    if adapter and spec.auto_class == "AutoModelForCausalLM":
+        loader = ("from peft import AutoPeftModelForCausalLM\n"
+                  f"model = AutoPeftModelForCausalLM.from_pretrained(\"{repo_id}\")  # loads the base too")
+    elif adapter:
+        loader = (f"from peft import PeftModel\nfrom transformers import {spec.auto_class}\n"
+                  f"base = {spec.auto_class}.from_pretrained(\"{base or 'BASE_MODEL_ID'}\")\n"
+                  f"model = PeftModel.from_pretrained(base, \"{repo_id}\")")
+    else:
+        loader = (f"from transformers import {spec.auto_class}, pipeline\n"
+                  f"model = {spec.auto_class}.from_pretrained(\"{repo_id}\")\n"
+                  f"pipe = pipeline(\"{spec.pipeline_tag}\", model=\"{repo_id}\")")
+    return loader + "\n" + tok
+
+
 def model_card(run: Path, repo_id: str, base_model: str | None = None) -> str:
     """README.md with Hub metadata (base_model, library_name, tags, datasets, pipeline_tag, model-index)
     and a body: how it was trained, how to load it (right for the task and for adapters), results."""
@@ -311,23 +332,7 @@ def model_card(run: Path, repo_id: str, base_model: str | None = None) -> str:
         tags=["hfkit", task_name, method] + (["lora"] if method == "lora" else []),
         datasets=datasets or None, pipeline_tag=spec.pipeline_tag,
         model_name=repo_id.split("/")[-1], eval_results=results or None)
-    tok = f"from transformers import AutoTokenizer\ntokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\""
-    if adapter:  # an adapter repository has no config.json of its own: the tokenizer takes the base's
-        tok += ", config=model.config)"
-    else:
-        tok += ")"
-    if adapter and spec.auto_class == "AutoModelForCausalLM":
-        loader = ("from peft import AutoPeftModelForCausalLM\n"
-                  f"model = AutoPeftModelForCausalLM.from_pretrained(\"{repo_id}\")  # loads the base too")
-    elif adapter:
-        loader = (f"from peft import PeftModel\nfrom transformers import {spec.auto_class}\n"
-                  f"base = {spec.auto_class}.from_pretrained(\"{base or 'BASE_MODEL_ID'}\")\n"
-                  f"model = PeftModel.from_pretrained(base, \"{repo_id}\")")
-    else:
-        loader = (f"from transformers import {spec.auto_class}, pipeline\n"
-                  f"model = {spec.auto_class}.from_pretrained(\"{repo_id}\")\n"
-                  f"pipe = pipeline(\"{spec.pipeline_tag}\", model=\"{repo_id}\")")
-    loader += "\n" + tok
+    loader = _loading_snippet(spec, adapter, repo_id, base)
     table = "\n".join(f"| {r.metric_name} | {r.dataset_name} ({r.dataset_split}) | {r.metric_value:.4g} |"
                       for r in results)
     params = (metrics.get("data") or {}).get("parameters") or {}

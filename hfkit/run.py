@@ -222,14 +222,12 @@ def _base_model_info(recipe: Recipe) -> dict | None:
 
 
 def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
-    from .display import plot_loss, print_table
-    from .evaluation.during_training import run_icl_tasks
+    from .display import plot_loss
     from .io import atomic_write_text, write_json
     from .training.callbacks import FirstEval, GracefulStop, JsonlLogger
     from .training.checkpoints import model_signature, resolve_resume
 
-    recipe, task, args, model, tokenizer = job.recipe, job.task, job.args, job.model, job.tokenizer
-    prepared, icl, counts = job.prepared, job.icl, job.counts
+    recipe, args, model, prepared = job.recipe, job.args, job.model, job.prepared
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     # a complete, readable checkpoint of this very model, or one line saying why there is none
@@ -241,29 +239,68 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         log_path.unlink(missing_ok=True)
     atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
     stopper, first_eval = GracefulStop(), FirstEval()
-    trainer = task.trainer_class()(model=model, args=args, train_dataset=prepared.train,
-                                   eval_dataset=prepared.validation, data_collator=prepared.collator,
-                                   processing_class=tokenizer, callbacks=[JsonlLogger(log_path), stopper, first_eval])
+    trainer = job.task.trainer_class()(model=model, args=args, train_dataset=prepared.train,
+                                       eval_dataset=prepared.validation, data_collator=prepared.collator,
+                                       processing_class=job.tokenizer,
+                                       callbacks=[JsonlLogger(log_path), stopper, first_eval])
     n_params = sum(p.numel() for p in model.parameters())
-    main_process = trainer.is_world_process_zero()
+    main_process = trainer.is_world_process_zero()  # evaluation by generation, sampling and writing: once
     show = main_process and not quiet
     if show:
-        print_table(f"hfkit {recipe.task} run", [
-            ("model", f"{type(model).__name__} ({n_params / 1e6:.2f}M parameters)"),
-            ("tokenizer", f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"),
-            ("trainable parameters", f"{counts['trainable']:,} of {counts['total']:,} "
-                                     f"({counts['trainable_percent']:.3g}%, {counts['method']})"),
-            *prepared.overview,
-            *((f"source {k}", f"{v['share']:.1%} of mixture, {v['effective_epochs']:.2f} epochs")
-              for k, v in prepared.stats["mixture"].items()),
-        ])
+        _print_overview(job, n_params)
     metrics: dict = {"parameters": n_params, "world_size": args.world_size, "data": prepared.stats}
-    # evaluation by generation and in context, sampling and writing happen once, on the main process
-    if prepared.generation_eval and main_process:
-        metrics["generation_before"] = prepared.generation_eval(model, show)
-    if icl and main_process:
-        metrics["icl_before"] = run_icl_tasks(icl, model, tokenizer, progress=show)
+    if main_process:
+        metrics.update(_held_out_scores(job, "before", show))
+    train_out = _train_until_done_or_stopped(trainer, resume, stopper, plan, out)
+    metrics["train"] = train_out.metrics
+    if first_eval.metrics is not None:
+        metrics["eval_before"] = first_eval.metrics
+    if prepared.validation is not None:
+        metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")  # sharded over the ranks
+    if args.world_size > 1 and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # replicated weights
+        metrics["rank_weights_sha256"] = _rank_fingerprints(model)
+    if main_process:
+        metrics.update(_held_out_scores(job, "after", show))
+    trainer.save_model(str(out))  # safetensors weights + config + tokenizer (with its chat template)
+    if recipe.generate.prompts and main_process:
+        metrics["samples"] = _samples(job)
+    metrics["wall_seconds"] = round(time.time() - t0, 1)
+    if main_process:
+        write_json(out / "metrics.json", metrics)
+        plot_loss(trainer.state.log_history, out / "loss.png", metrics.get("eval_before"))
+        if not quiet:
+            _print_summary(metrics, out)
+    return metrics
 
+
+def _print_overview(job: Job, n_params: int) -> None:
+    from .display import print_table
+
+    c, model, tokenizer = job.counts, job.model, job.tokenizer
+    print_table(f"hfkit {job.recipe.task} run", [
+        ("model", f"{type(model).__name__} ({n_params / 1e6:.2f}M parameters)"),
+        ("tokenizer", f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"),
+        ("trainable parameters", f"{c['trainable']:,} of {c['total']:,} ({c['trainable_percent']:.3g}%, {c['method']})"),
+        *job.prepared.overview,
+        *((f"source {k}", f"{v['share']:.1%} of mixture, {v['effective_epochs']:.2f} epochs")
+          for k, v in job.prepared.stats["mixture"].items()),
+    ])
+
+
+def _held_out_scores(job: Job, when: str, progress: bool) -> dict:
+    """Held-out scores besides validation loss: generations (tasks that generate) and eval.icl."""
+    from .evaluation.during_training import run_icl_tasks
+
+    out = {}
+    if job.prepared.generation_eval:
+        out[f"generation_{when}"] = job.prepared.generation_eval(job.model, progress)
+    if job.icl:
+        out[f"icl_{when}"] = run_icl_tasks(job.icl, job.model, job.tokenizer, progress=progress)
+    return out
+
+
+def _train_until_done_or_stopped(trainer, resume: str | None, stopper, plan, out: Path):
+    """`trainer.train()`; SIGTERM/SIGINT end it after the current step with a checkpoint (Interrupted)."""
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         handlers = {sig: signal.signal(sig, stopper.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -278,31 +315,17 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         kept = " (the earlier run stays in place until this one finishes)" if plan.mode == "replace" else ""
         raise Interrupted(f"interrupted by {signal.Signals(stopper.signal).name} at step {step}: checkpoint saved in "
                           f"{out / f'checkpoint-{step}'}; continue with {how}{kept}", 128 + stopper.signal)
-    metrics["train"] = train_out.metrics
-    if first_eval.metrics is not None:
-        metrics["eval_before"] = first_eval.metrics
-    if prepared.validation is not None:
-        metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")  # sharded over the ranks
-    if args.world_size > 1 and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # replicated weights
-        metrics["rank_weights_sha256"] = _rank_fingerprints(model)
-    if prepared.generation_eval and main_process:
-        metrics["generation_after"] = prepared.generation_eval(model, show)
-    if icl and main_process:
-        metrics["icl_after"] = run_icl_tasks(icl, model, tokenizer, progress=show)
-    trainer.save_model(str(out))  # safetensors weights + config + tokenizer (with its chat template)
-    if recipe.generate.prompts and main_process:
-        from .inference.generation import generate
+    return train_out
 
-        g = recipe.generate
-        samples = generate(model, tokenizer, g.prompts, seed=args.seed, **g.kwargs(), **prepared.generate_kwargs)
-        metrics["samples"] = [{"prompt": p, "outputs": o} for p, o in zip(g.prompts, samples)]
-    metrics["wall_seconds"] = round(time.time() - t0, 1)
-    if main_process:
-        write_json(out / "metrics.json", metrics)
-        plot_loss(trainer.state.log_history, out / "loss.png", metrics.get("eval_before"))
-        if not quiet:
-            _print_summary(metrics, out)
-    return metrics
+
+def _samples(job: Job) -> list[dict]:
+    """The recipe's `generate:` prompts, continued by the trained model."""
+    from .inference.generation import generate
+
+    g = job.recipe.generate
+    outs = generate(job.model, job.tokenizer, g.prompts, seed=job.args.seed, **g.kwargs(),
+                    **job.prepared.generate_kwargs)
+    return [{"prompt": p, "outputs": o} for p, o in zip(g.prompts, outs)]
 
 
 def _rank_fingerprints(model) -> list[str]:
