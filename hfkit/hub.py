@@ -53,8 +53,9 @@ def check_model_ref(ref: str, what: str, revision: str | None = None) -> None:
         raise HfkitError(f"{what}: no such folder: {ref}{hint}")
     ensure_cached(ref)
     if is_offline() and not in_cache(ref, revision):
+        fix = hint or f": download it once online, or cache a local copy with `hfkit hub import FOLDER --repo-id {ref}`"
         raise HfkitError(f"{what}: no such folder '{ref}', and the Hub model '{ref}' is not in the local Hub cache "
-                         f"and HF_HUB_OFFLINE=1{hint or ': download it once online, or cache a local copy with `hfkit hub import FOLDER --repo-id ' + ref + '`'}")
+                         f"and HF_HUB_OFFLINE=1{fix}")
 
 
 def hub_cache_dir() -> Path:

@@ -139,8 +139,9 @@ def plan_output(folder: str | os.PathLike, kind: str, what: str, *, resume: bool
         return OutputPlan(final, kind, "new", existed=True)
     marker = read_marker(final)
     if marker is None:
-        shown = ", ".join(sorted(os.listdir(final))[:4])
-        raise HfkitError(f"{what} '{final}' is not empty and was not written by hfkit ({shown}{', ...' if len(os.listdir(final)) > 4 else ''}): "
+        entries = sorted(os.listdir(final))
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise HfkitError(f"{what} '{final}' is not empty and was not written by hfkit ({shown}): "
                          f"hfkit writes only into a new or empty folder or its own; choose another")
     if marker["kind"] != kind:
         raise HfkitError(f"{what} '{final}' holds an hfkit {marker['kind']} folder, not a {kind} output: choose another")
