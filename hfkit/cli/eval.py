@@ -17,7 +17,14 @@ TEXT_COMMANDS = {"bleu": "bleu", "chrf": "chrf", "ter": "ter", "rouge": "rouge",
 
 def register(sub) -> None:
     ev = subcommands(sub.add_parser("eval", help="evaluate a model"), "metric")
+    _register_perplexity(ev)
+    for name, default in TEXT_COMMANDS.items():
+        _register_text(ev, name, default)
+    _register_icl(ev)
+    _register_compare(ev)
 
+
+def _register_perplexity(ev) -> None:
     pp = ev.add_parser("perplexity", help="corpus (sliding window) or conditional perplexity")
     pp.add_argument("--model", required=True, help="model folder or Hub id")
     pp.add_argument("--data", help="file, folder, 'default' or hub:owner/name")
@@ -35,28 +42,31 @@ def register(sub) -> None:
     _report_options(pp, "the --output file")
     pp.set_defaults(handler=run_perplexity)
 
-    for name, default in TEXT_COMMANDS.items():
-        e = ev.add_parser(name, help=f"{name}: score --predictions against --references, or a model's generations")
-        e.add_argument("--predictions", help="file with one prediction per line")
-        e.add_argument("--references", action="append", help="file with one reference per line (repeatable)")
-        e.add_argument("--model", help="model folder or Hub id: generate for --data and score")
-        e.add_argument("--data", help="records (JSONL/CSV/Parquet, hub:owner/name) to generate for")
-        e.add_argument("--template", help="Jinja prompt over a record's fields, e.g. '{{source}} =>' "
-                                          "(default: the prompt format of the run the model comes from)")
-        e.add_argument("--input-field", help="use this field as the prompt as it is (e.g. a seq2seq model)")
-        e.add_argument("--target-field", default="target", help="reference field of the records")
-        e.add_argument("--max-examples", type=int, default=None)
-        add_generation_options(e, names=("max_new_tokens", "num_beams"), seed=False)
-        e.add_argument("--metrics", default=default, help=f"comma-separated (default: {default}); any of "
-                                                            "bleu, chrf, ter, rouge, accuracy, exact_match, token_f1")
-        e.add_argument("--tokenize", default=None, help="sacrebleu BLEU tokenizer (13a, intl, zh, char, ...)")
-        e.add_argument("--rouge-stemmer", action="store_true", help="Porter stemming in ROUGE")
-        if name == "match":
-            e.add_argument("--per-class", action="store_true", help="labels: per-class precision/recall/F1 report")
-        e.add_argument("--save-predictions", default=None, help="write prompts, references, predictions (JSONL)")
-        _report_options(e, "the --output and --save-predictions files")
-        e.set_defaults(handler=run_text)
 
+def _register_text(ev, name: str, default: str) -> None:
+    e = ev.add_parser(name, help=f"{name}: score --predictions against --references, or a model's generations")
+    e.add_argument("--predictions", help="file with one prediction per line")
+    e.add_argument("--references", action="append", help="file with one reference per line (repeatable)")
+    e.add_argument("--model", help="model folder or Hub id: generate for --data and score")
+    e.add_argument("--data", help="records (JSONL/CSV/Parquet, hub:owner/name) to generate for")
+    e.add_argument("--template", help="Jinja prompt over a record's fields, e.g. '{{source}} =>' "
+                                      "(default: the prompt format of the run the model comes from)")
+    e.add_argument("--input-field", help="use this field as the prompt as it is (e.g. a seq2seq model)")
+    e.add_argument("--target-field", default="target", help="reference field of the records")
+    e.add_argument("--max-examples", type=int, default=None)
+    add_generation_options(e, names=("max_new_tokens", "num_beams"), seed=False)
+    e.add_argument("--metrics", default=default, help=f"comma-separated (default: {default}); any of "
+                                                        "bleu, chrf, ter, rouge, accuracy, exact_match, token_f1")
+    e.add_argument("--tokenize", default=None, help="sacrebleu BLEU tokenizer (13a, intl, zh, char, ...)")
+    e.add_argument("--rouge-stemmer", action="store_true", help="Porter stemming in ROUGE")
+    if name == "match":
+        e.add_argument("--per-class", action="store_true", help="labels: per-class precision/recall/F1 report")
+    e.add_argument("--save-predictions", default=None, help="write prompts, references, predictions (JSONL)")
+    _report_options(e, "the --output and --save-predictions files")
+    e.set_defaults(handler=run_text)
+
+
+def _register_icl(ev) -> None:
     ic = ev.add_parser("icl", help="zero/few-shot in-context evaluation: multiple choice or generation")
     ic.add_argument("--model", required=True)
     ic.add_argument("--data", required=True, help="the task: JSONL with question, answer, optional choices and rationale")
@@ -80,6 +90,8 @@ def register(sub) -> None:
     _report_options(ic, "the --output and --log-samples files")
     ic.set_defaults(handler=run_icl)
 
+
+def _register_compare(ev) -> None:
     cp = ev.add_parser("compare", help="side-by-side table (and a bar chart with --png) of runs or eval reports")
     cp.add_argument("runs", nargs="+", help="run folders (metrics.json, eval/*.json) or eval report JSON files")
     cp.add_argument("--png", default=None, help="write a bar chart per metric to this PNG (counts are not charted)")
