@@ -304,10 +304,13 @@ def _loading_snippet(spec, adapter: bool, repo_id: str, base: str | None) -> str
         loader = (f"from peft import PeftModel\nfrom transformers import {spec.auto_class}\n"
                   f"base = {spec.auto_class}.from_pretrained(\"{base or 'BASE_MODEL_ID'}\")\n"
                   f"model = PeftModel.from_pretrained(base, \"{repo_id}\")")
-    else:
+    elif spec.pipeline_task:
         loader = (f"from transformers import {spec.auto_class}, pipeline\n"
                   f"model = {spec.auto_class}.from_pretrained(\"{repo_id}\")\n"
-                  f"pipe = pipeline(\"{spec.pipeline_tag}\", model=\"{repo_id}\")")
+                  f"pipe = pipeline(\"{spec.pipeline_task}\", model=\"{repo_id}\")")
+    else:
+        loader = (f"from transformers import {spec.auto_class}\n"
+                  f"model = {spec.auto_class}.from_pretrained(\"{repo_id}\")")
     return loader + "\n" + tok
 
 

@@ -26,7 +26,7 @@ from .errors import HfkitError
 from .evaluation.during_training import EvalConfig
 from .hub import check_model_ref
 from .inference.generation import GenerateConfig
-from .models import ModelConfig
+from .models import ModelConfig, preset_positions
 from .schema import build_dataclass, coerce, Mismatch, type_name, unknown_key, yaml_load
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 from .training.arguments import take_secrets, validate_training_args
@@ -343,7 +343,8 @@ def _check_recipe(r: Recipe, task: Task) -> None:
         raise HfkitError(f"recipe key 'eval.icl': in-context evaluation needs a causal LM; task {r.task} trains "
                          f"{task.auto_class.removeprefix('AutoModelFor')}")
     length, key = task.sequence_length(r)
-    if r.model.name_or_path is None and length > r.model.max_position_embeddings:
+    limit = preset_positions(r.model)
+    if r.model.name_or_path is None and limit is not None and length > limit:
         raise HfkitError(f"recipe key '{key}'={length} exceeds the model's maximum positions "
                          f"(model.max_position_embeddings={r.model.max_position_embeddings})")
     task.check(r)

@@ -37,7 +37,8 @@ def recipe_tokenizer(recipe: Recipe, task: Task, data: Any):
     if path:
         tokenizer = load_tokenizer(path, recipe.model.revision, recipe.model.trust_remote_code)
     else:
-        tokenizer = train_tokenizer(task.tokenizer_texts(data), tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase)
+        tokenizer = train_tokenizer(task.tokenizer_texts(data), tk.kind, tk.vocab_size, tk.min_frequency, tk.lowercase,
+                                    task.special_tokens(recipe))
     task.check_tokenizer(tokenizer, path or "trained here")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -50,7 +51,7 @@ def recipe_model(recipe: Recipe, task: Task, tokenizer):
 
     from .models import build_model
 
-    return build_model(recipe.model, tokenizer, getattr(transformers, task.auto_class))
+    return build_model(recipe.model, tokenizer, getattr(transformers, task.model_class(recipe)))
 
 
 def adapt(recipe: Recipe, task: Task, model, tokenizer):
@@ -124,7 +125,7 @@ def preflight(recipe: Recipe, task: Task) -> None:
     import transformers
 
     from .adapters import apply_adapter
-    from .models import config_for_recipe
+    from .models import auto_class_for, config_for_recipe
     from .schema import one_line
     from .training.arguments import check_training
     from .training.checkpoints import check_resume_path
@@ -135,7 +136,7 @@ def preflight(recipe: Recipe, task: Task) -> None:
     kw = {"attn_implementation": recipe.model.attn_implementation} if recipe.model.attn_implementation else {}
     try:
         with torch.device("meta"):
-            model = getattr(transformers, task.auto_class).from_config(config, **kw)
+            model = auto_class_for(config, getattr(transformers, task.model_class(recipe))).from_config(config, **kw)
     except (ValueError, ImportError, TypeError, RuntimeError) as e:
         raise HfkitError(f"recipe section 'model' ({type(config).__name__}): {one_line(e)}") from None
     if recipe.adapter.is_peft:
@@ -242,7 +243,10 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     trainer = job.task.trainer_class()(model=model, args=args, train_dataset=prepared.train,
                                        eval_dataset=prepared.validation, data_collator=prepared.collator,
                                        processing_class=job.tokenizer,
-                                       callbacks=[JsonlLogger(log_path), stopper, first_eval])
+                                       callbacks=[JsonlLogger(log_path), stopper, first_eval],
+                                       compute_metrics=prepared.compute_metrics,
+                                       preprocess_logits_for_metrics=prepared.preprocess_logits_for_metrics)
+    trainer.perplexity_from_loss = prepared.loss_is_token_nll
     n_params = sum(p.numel() for p in model.parameters())
     main_process = trainer.is_world_process_zero()  # evaluation by generation, sampling and writing: once
     show = main_process and not quiet
@@ -349,9 +353,15 @@ def _print_summary(metrics: dict, out: Path) -> None:
 
     rows = []
     if "eval_before" in metrics and "eval_after" in metrics:
-        b, a = metrics["eval_before"]["eval_perplexity"], metrics["eval_after"]["eval_perplexity"]
-        rows += [("validation perplexity before", b), ("validation perplexity after", a),
-                 ("improvement", f"{b / a:.1f}x")]
+        key = next((k for k in ("eval_perplexity", "eval_mlm_perplexity") if k in metrics["eval_after"]), None)
+        if key:
+            b, a = metrics["eval_before"][key], metrics["eval_after"][key]
+            what = "validation perplexity" if key == "eval_perplexity" else "validation MLM perplexity"
+            rows += [(f"{what} before", b), (f"{what} after", a), ("improvement", f"{b / a:.1f}x")]
+        for k in ("eval_masked_accuracy", "eval_nsp_accuracy"):
+            if k in metrics["eval_after"]:
+                rows.append((f"{k[5:].replace('_', ' ')} before -> after",
+                             f"{metrics['eval_before'][k]:.1f} -> {metrics['eval_after'][k]:.1f}"))
     after, before = metrics.get("generation_after", {}), metrics.get("generation_before", {})
     for name, a in after.items():
         if isinstance(a, float) and name in before:

@@ -114,21 +114,24 @@ class PackedData:
     stats: dict
 
 
-def pack_corpus(cfg: "DataConfig", tokenizer, corpus: "Corpus", seed: int) -> PackedData:
+def pack_corpus(cfg: "DataConfig", tokenizer, corpus: "Corpus", seed: int, block_size: int | None = None) -> PackedData:
     """Tokenize each training source, draw the weighted mixture, and pack train and validation into
-    `cfg.block_size` blocks (the data of every task that trains on blocks of running text)."""
+    blocks of `block_size` tokens (default `cfg.block_size`): the data of every task that trains on
+    running text."""
+    block = block_size or cfg.block_size
     tokenized = {k: tokenize_documents(ds, tokenizer, cfg.num_proc) for k, ds in corpus.train.items()}
     mixture, mix_report = sample_mixture(tokenized, corpus.sources, cfg.mixture_tokens, seed)
-    train, train_pack = pack_sequences(mixture, cfg.block_size)
+    train, train_pack = pack_sequences(mixture, block)
     if train_pack.blocks == 0:
         raise HfkitError(
             f"data: the training mixture has {train_pack.tokens} tokens, fewer than one block "
-            f"(data.block_size={cfg.block_size}); add data or lower block_size"
+            f"(data.block_size={cfg.block_size}{'' if block == cfg.block_size else f', blocks of {block}'}); "
+            f"add data or lower block_size"
         )
     validation, val_stats = None, None
     if len(corpus.validation):
         val_tok = tokenize_documents(corpus.validation, tokenizer, cfg.num_proc)
-        validation, val_pack = pack_sequences(val_tok, cfg.block_size)
+        validation, val_pack = pack_sequences(val_tok, block)
         val_stats = val_pack.as_dict()
         if val_pack.blocks == 0:
             validation = None  # too little held-out text for one block: no validation

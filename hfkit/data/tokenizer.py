@@ -72,8 +72,10 @@ def _build(kind: str, vocab_size: int, min_frequency: int) -> tuple[Tokenizer, t
 
 
 def train_tokenizer(texts: Iterable[str], kind: str = "bpe", vocab_size: int = 4096,
-                    min_frequency: int = 2, lowercase: bool = False) -> PreTrainedTokenizerFast:
-    """Train a tokenizer of `kind` on `texts` and wrap it as a `PreTrainedTokenizerFast`."""
+                    min_frequency: int = 2, lowercase: bool = False,
+                    extra_special_tokens: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """Train a tokenizer of `kind` on `texts` and wrap it as a `PreTrainedTokenizerFast`.
+    `extra_special_tokens` (a task's, such as T5's sentinels) are added after the learned vocabulary."""
     if vocab_size < len(_SPECIAL_LIST) + 1:
         raise HfkitError(f"tokenizer vocab_size={vocab_size} is too small (at least {len(_SPECIAL_LIST) + 1})")
     tok, trainer = _build(kind, vocab_size, min_frequency)
@@ -84,6 +86,9 @@ def train_tokenizer(texts: Iterable[str], kind: str = "bpe", vocab_size: int = 4
         raise HfkitError("tokenizer training data is empty: no tokens learned")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
     fast.model_max_length = 1_000_000_000  # the model's positions, not the tokenizer, set the limit
+    extra = list(extra_special_tokens)
+    if extra:
+        fast.add_special_tokens({"additional_special_tokens": extra})
     return fast
 
 

@@ -26,7 +26,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 _RUN_SECTIONS = ("eval_before", "eval_after", "generation_before", "generation_after", "icl_before", "icl_after")
 _SKIP = ("runtime", "per_second", "model_preparation_time", "epoch")
 # counts, not scores: listed in the table, never charted
-COUNTS = {"n", "examples", "tokens", "tokens_scored", "windows", "paths", "support", "world_size"}
+COUNTS = {"n", "examples", "tokens", "tokens_scored", "windows", "paths", "support", "world_size", "masked_tokens"}
 
 
 def is_count(name: str) -> bool:

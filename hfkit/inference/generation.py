@@ -52,6 +52,18 @@ class GenerateConfig(GenerationSettings):
     prompts: list[str] = field(default_factory=list)
 
 
+def seq2seq_ids(tokenizer, config, text: str) -> list[int]:
+    """An encoder-decoder's sequence for `text`, as it trains on them: the tokenizer's own special
+    tokens when it adds them (pretrained T5/BART tokenizers), else `text </s>` (T5 family) or
+    `<s> text </s>` (BART family: the decoder starts from </s>)."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    if ids and ids[-1] == tokenizer.eos_token_id:
+        return ids
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bart_like = config.decoder_start_token_id == config.eos_token_id and tokenizer.bos_token_id is not None
+    return ([tokenizer.bos_token_id] if bart_like else []) + ids + [tokenizer.eos_token_id]
+
+
 def generation_config(tokenizer, max_new_tokens: int = 64, do_sample: bool = False,
                       temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                       num_beams: int = 1, num_return_sequences: int = 1,
@@ -106,7 +118,8 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "right" if seq2seq else "left"  # an encoder reads the input; a decoder continues it
     try:
-        encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+        encoded = ([seq2seq_ids(tokenizer, model.config, p) for p in prompts] if seq2seq else
+                   [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts])
         empty = [i for i, e in enumerate(encoded) if not e]
         if empty:
             # nothing to condition on: start from the document separator the model was trained with

@@ -119,6 +119,8 @@ def conditional_perplexity(model: PreTrainedModel, tokenizer, pairs: list[tuple[
     the continuation's tokens are the same whatever the prefix. Sequences start with the document
     start token so that a continuation's first token is scored even after an empty prefix.
     """
+    if getattr(model.config, "is_encoder_decoder", False):
+        return _seq2seq_conditional(model, tokenizer, pairs, batch_size, progress)
     start = doc_start_token_id(tokenizer)
     limit = max_positions(model.config)
     inputs, labels = [], []
@@ -136,6 +138,44 @@ def conditional_perplexity(model: PreTrainedModel, tokenizer, pairs: list[tuple[
         inputs.append(seq)
         labels.append(lab)
     total, count = score_sequences(model, inputs, labels, batch_size, progress)
+    return _result(total, count, examples=len(pairs))
+
+
+@torch.no_grad()
+def _seq2seq_conditional(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int, progress: bool) -> dict:
+    """An encoder-decoder reads the prefix and is scored on producing the continuation: the encoder's
+    input and the target are formatted as the model trains on them (`seq2seq_ids`); only the
+    continuation's own tokens count (not the target's <s>/</s>)."""
+    from .generation import seq2seq_ids
+
+    model.eval()
+    special = {tokenizer.bos_token_id, tokenizer.eos_token_id}
+    encs, targets = [], []
+    for i, (prefix, cont) in enumerate(pairs):
+        t = seq2seq_ids(tokenizer, model.config, cont)
+        if all(x in special for x in t):
+            raise HfkitError(f"record {i}: the continuation is empty")
+        encs.append(seq2seq_ids(tokenizer, model.config, prefix))
+        targets.append(t)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    total, count = 0.0, 0
+    for idx, enc, enc_mask in tqdm(right_padded_batches(encs, batch_size, pad), total=math.ceil(len(encs) / batch_size),
+                                   desc="perplexity", disable=not progress, unit="batch"):
+        width = max(len(targets[i]) for i in idx)
+        full = torch.full((len(idx), width), pad, dtype=torch.long)
+        scored = torch.full((len(idx), width), -100, dtype=torch.long)
+        for r, i in enumerate(idx):
+            t = torch.as_tensor(targets[i])
+            full[r, :len(t)] = t
+            keep = torch.tensor([x not in special for x in targets[i]])
+            scored[r, :len(t)] = torch.where(keep, t, torch.full_like(t, -100))
+        dec_in = model.prepare_decoder_input_ids_from_labels(labels=full)  # from the whole target, <s> included
+        logits = model(input_ids=enc.to(model.device), attention_mask=enc_mask.to(model.device),
+                       decoder_input_ids=dec_in.to(model.device)).logits.float()
+        scored = scored.to(model.device)
+        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), scored.reshape(-1), ignore_index=-100,
+                                 reduction="sum").item()
+        count += int((scored != -100).sum())
     return _result(total, count, examples=len(pairs))
 
 

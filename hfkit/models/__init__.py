@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from transformers import (AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig,
-                          PretrainedConfig, PreTrainedModel)
+from transformers import (AutoModelForCausalLM, BartConfig, BertConfig, GPT2Config, LlamaConfig,
+                          PretrainedConfig, PreTrainedModel, T5Config)
 
 from ..errors import HfkitError
 from ..hub import check_model_ref
@@ -16,12 +16,12 @@ from ..hub import check_model_ref
 @dataclass
 class ModelConfig:
     """Recipe section `model`: a preset built from config, or a checkpoint to start from."""
-    architecture: Literal["gpt2", "llama", "bert"] = "gpt2"  # preset family when building from config
+    architecture: Literal["gpt2", "llama", "bert", "t5", "bart"] = "gpt2"  # preset family when building from config
     name_or_path: Optional[str] = None  # start from this checkpoint (folder or Hub id) instead
     revision: Optional[str] = None  # Hub revision (branch, tag or commit) to pin
     trust_remote_code: bool = False  # never run code from a checkpoint unless asked
     hidden_size: int = 256
-    num_layers: int = 4
+    num_layers: int = 4  # per stack for encoder-decoders (t5, bart): that many encoder and decoder layers
     num_heads: int = 4
     num_kv_heads: Optional[int] = None  # llama: grouped-query attention; default = num_heads
     intermediate_size: Optional[int] = None  # default: 4*hidden (gpt2, bert), ~8/3*hidden (llama)
@@ -80,8 +80,41 @@ def _llama(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
     )
 
 
+def _t5(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
+    # T5 v1.0: ReLU feed-forward, relative position buckets (no position limit); decoding starts at <pad>
+    return T5Config(
+        vocab_size=vocab, d_model=cfg.hidden_size, d_kv=cfg.hidden_size // cfg.num_heads,
+        d_ff=cfg.intermediate_size or 4 * cfg.hidden_size, num_layers=cfg.num_layers,
+        num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads, dropout_rate=cfg.dropout,
+        pad_token_id=ids["pad_token_id"], eos_token_id=ids["eos_token_id"], decoder_start_token_id=ids["pad_token_id"],
+        tie_word_embeddings=cfg.tie_word_embeddings,
+    )
+
+
+def _bart(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
+    # BART: learned positions; the decoder starts from </s> (labels <s> ... </s>, shifted right)
+    return BartConfig(
+        vocab_size=vocab, d_model=cfg.hidden_size, encoder_layers=cfg.num_layers, decoder_layers=cfg.num_layers,
+        encoder_attention_heads=cfg.num_heads, decoder_attention_heads=cfg.num_heads,
+        encoder_ffn_dim=cfg.intermediate_size or 4 * cfg.hidden_size,
+        decoder_ffn_dim=cfg.intermediate_size or 4 * cfg.hidden_size, max_position_embeddings=cfg.max_position_embeddings,
+        dropout=cfg.dropout, attention_dropout=cfg.dropout, pad_token_id=ids["pad_token_id"],
+        bos_token_id=ids["bos_token_id"], eos_token_id=ids["eos_token_id"], decoder_start_token_id=ids["eos_token_id"],
+        forced_eos_token_id=ids["eos_token_id"], tie_word_embeddings=cfg.tie_word_embeddings,
+    )
+
+
 # `model.architecture` -> the transformers config it builds
-PRESETS: dict[str, Callable[[ModelConfig, int, dict], PretrainedConfig]] = {"gpt2": _gpt2, "llama": _llama, "bert": _bert}
+PRESETS: dict[str, Callable[[ModelConfig, int, dict], PretrainedConfig]] = {
+    "gpt2": _gpt2, "llama": _llama, "bert": _bert, "t5": _t5, "bart": _bart}
+
+
+RELATIVE_POSITIONS = ("t5",)  # presets with no learned positions: no length limit
+
+
+def preset_positions(cfg: ModelConfig) -> int | None:
+    """The longest sequence a preset built from the recipe takes (None: no limit)."""
+    return None if cfg.architecture in RELATIVE_POSITIONS else cfg.max_position_embeddings
 
 
 def model_config(cfg: ModelConfig, tokenizer) -> PretrainedConfig:
@@ -126,6 +159,16 @@ def _preset_config(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
     return config
 
 
+def auto_class_for(config: PretrainedConfig, auto_class):
+    """The Auto class for `config`: a task that generates (AutoModelForCausalLM) gets an
+    encoder-decoder's AutoModelForSeq2SeqLM instead."""
+    if auto_class is AutoModelForCausalLM and getattr(config, "is_encoder_decoder", False):
+        from transformers import AutoModelForSeq2SeqLM
+
+        return AutoModelForSeq2SeqLM
+    return auto_class
+
+
 def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM) -> PreTrainedModel:
     """From scratch (`auto_class.from_config`) or from `cfg.name_or_path`; the task names the Auto class."""
     kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
@@ -138,7 +181,8 @@ def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM) ->
                 f"tokenizer has {len(tokenizer)} tokens but model '{cfg.name_or_path}' has only {emb} embeddings"
             )
         return model
-    return auto_class.from_config(model_config(cfg, tokenizer), **kw)
+    config = model_config(cfg, tokenizer)
+    return auto_class_for(config, auto_class).from_config(config, **kw)
 
 
 def max_positions(config: PretrainedConfig) -> int | None:
@@ -165,11 +209,10 @@ def load_model(path: str, revision: str | None = None, trust_remote_code: bool =
         path = str(p.resolve())  # so adapters trained on it record a base path that works from anywhere
     try:
         if auto_class is AutoModelForCausalLM:  # an encoder-decoder checkpoint generates through its seq2seq class
-            from transformers import AutoConfig, AutoModelForSeq2SeqLM
+            from transformers import AutoConfig
 
             config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-            if getattr(config, "is_encoder_decoder", False):
-                auto_class = AutoModelForSeq2SeqLM
+            auto_class = auto_class_for(config, auto_class)
         return auto_class.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **kw)
     except HfkitError:
         raise
@@ -206,4 +249,6 @@ def require_causal(model, what: str) -> None:
     """Scores that read a decoder's next-token distribution over one sequence need a causal LM."""
     if getattr(model.config, "is_encoder_decoder", False):
         raise HfkitError(f"{what} scores a decoder-only (causal) LM; this is an encoder-decoder model "
-                         f"({type(model).__name__}): evaluate it by generation (hfkit eval bleu/rouge/match)")
+                         f"({type(model).__name__}): score a continuation given its input (hfkit eval perplexity "
+                         f"--prefix/--continuation, or --prefix-field/--continuation-field), or evaluate by "
+                         f"generation (hfkit eval bleu/rouge/match)")

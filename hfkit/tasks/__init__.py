@@ -33,6 +33,9 @@ class Prepared:
     overview: list[tuple[str, Any]]  # rows of the table printed when the run starts
     generation_eval: Callable[..., dict] | None = None  # (model, progress) -> held-out scores by generation
     generate_kwargs: dict = field(default_factory=dict)  # how the run's `generate:` samples are produced
+    compute_metrics: Callable | None = None  # Trainer's, for validation metrics beyond the loss
+    preprocess_logits_for_metrics: Callable | None = None
+    loss_is_token_nll: bool = True  # the loss is a mean token NLL: exp(loss) is logged as perplexity
 
 
 class Task:
@@ -42,7 +45,8 @@ class Task:
     config_class: ClassVar[type | None] = None  # its dataclass
     auto_class: ClassVar[str] = "AutoModelForCausalLM"  # what the run builds or loads
     peft_task_type: ClassVar[str | None] = "CAUSAL_LM"
-    pipeline_tag: ClassVar[str] = "text-generation"  # for model cards and pipelines
+    pipeline_tag: ClassVar[str] = "text-generation"  # for model cards
+    pipeline_task: ClassVar[str | None] = "text-generation"  # transformers.pipeline's name for it, where it has one
     architectures: ClassVar[tuple[str, ...]] = ("gpt2", "llama")  # model.architecture presets it builds
     causal: ClassVar[bool] = True  # left-to-right LM: perplexity, generation, in-context evaluation apply
     generates: ClassVar[bool] = False  # has held-out generations to score (`eval.metrics`)
@@ -54,6 +58,10 @@ class Task:
     def sequence_length(self, recipe: "Recipe") -> tuple[int, str]:
         """The longest sequence the task trains on, and the recipe key that sets it."""
         return recipe.data.block_size, "data.block_size"
+
+    def special_tokens(self, recipe: "Recipe") -> list[str]:
+        """Special tokens the task needs beyond the usual ones; a tokenizer trained here gets them."""
+        return []
 
     def check_tokenizer(self, tokenizer, where: str) -> None:
         """The special tokens the task needs."""
@@ -75,6 +83,10 @@ class Task:
     def prepare(self, recipe: "Recipe", tokenizer, model, data: Any, seed: int) -> Prepared:
         """Tokenized train/validation data, collator and report. `model` is None for a data report."""
         raise NotImplementedError
+
+    def model_class(self, recipe: "Recipe") -> str:
+        """The transformers Auto class the run builds or loads (a recipe setting may change it)."""
+        return self.auto_class
 
     def training_defaults(self, recipe: "Recipe") -> dict:
         """TrainingArguments defaults of this task (the recipe's `training` section wins)."""

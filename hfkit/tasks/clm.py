@@ -2,6 +2,8 @@
 
 The shapes are those of transformers' `run_clm.py`: tokenize -> weighted mixture -> pack -> Trainer,
 with exact packing (hfkit.data.packing) and perplexity logged next to every evaluation loss.
+`PackedTextTask` is what every pretraining objective on running text shares (clm, mlm, t5_span,
+bart_denoise): read the corpus, pack blocks; the collator makes inputs and targets.
 """
 from __future__ import annotations
 
@@ -17,11 +19,30 @@ def packing_overview(data: PackedData) -> list[tuple[str, object]]:
             ("validation blocks", len(data.validation) if data.validation is not None else 0)]
 
 
+def fixed_noise(validation, collator, seed: int):
+    """Apply a noising collator (masks, spans, permutations) to every validation example once, with a
+    fixed seed, so that every evaluation (before, during, after training) scores the same inputs. The
+    collators pass examples that already carry labels through unchanged."""
+    import torch
+
+    def noise(example: dict) -> dict:
+        return {k: v[0].tolist() for k, v in collator([example]).items()}
+
+    with torch.random.fork_rng():  # the training run's own random stream is left as it was
+        torch.manual_seed(seed)
+        return validation.with_format(None).map(noise, desc="noise validation (fixed)")
+
+
 class PackedTextTask(Task):
     """A task that trains on blocks of running text cut from the corpus; its collator makes the targets."""
+    noisy = False  # the collator draws noise: validation gets it once, fixed (see fixed_noise)
 
     def collator(self, recipe, tokenizer):
         raise NotImplementedError
+
+    def block_length(self, recipe) -> int:
+        """Tokens per packed block (an objective may need more than the model sees, or fewer)."""
+        return recipe.data.block_size
 
     def load(self, recipe, seed: int) -> Corpus:
         return build_corpus(recipe.data, seed)
@@ -29,10 +50,16 @@ class PackedTextTask(Task):
     def tokenizer_texts(self, corpus: Corpus):
         return (t for ds in corpus.train.values() for t in ds["text"])
 
-    def prepare(self, recipe, tokenizer, model, corpus: Corpus, seed: int) -> Prepared:
-        data = pack_corpus(recipe.data, tokenizer, corpus, seed)
+    def examples(self, recipe, tokenizer, corpus: Corpus, seed: int) -> Prepared:
+        data = pack_corpus(recipe.data, tokenizer, corpus, seed, self.block_length(recipe))
         return Prepared(data.train, data.validation, self.collator(recipe, tokenizer), data.stats,
                         packing_overview(data))
+
+    def prepare(self, recipe, tokenizer, model, corpus: Corpus, seed: int) -> Prepared:
+        prepared = self.examples(recipe, tokenizer, corpus, seed)
+        if self.noisy and prepared.validation is not None:
+            prepared.validation = fixed_noise(prepared.validation, prepared.collator, seed)
+        return prepared
 
 
 @register

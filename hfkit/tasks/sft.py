@@ -138,11 +138,24 @@ def validate_records(ds: Dataset, cfg: SftConfig, templates: list[Template], see
             raise HfkitError(f"record {idx}: empty answer (template '{template.name}')")
 
 
-def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Template], seed: int) -> dict:
+def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Template], seed: int,
+                    seq2seq_config=None) -> dict:
     out = {"input_ids": [], "labels": [], "num_tokens": []}
     for record in _rows(batch):
         record = _record(record, cfg)
         idx = record["_index"]
+        if seq2seq_config is not None:  # encoder-decoder: the prompt is the encoder's input, the answer the target
+            from ..inference.generation import seq2seq_ids
+
+            prompt, answer = choose_template(templates, idx, seed).render(record, idx)
+            ids = seq2seq_ids(tokenizer, seq2seq_config, prompt)
+            if len(ids) > cfg.max_length:
+                continue  # the prompt does not fit: dropped, as for decoder-only models
+            labels = seq2seq_ids(tokenizer, seq2seq_config, answer)[: cfg.max_length]
+            out["input_ids"].append(ids)
+            out["labels"].append(labels)
+            out["num_tokens"].append(len(ids) + len(labels))
+            continue
         if cfg.format == "chat":
             messages = _with_system(record["messages"], cfg.system_prompt)
             text, spans = assistant_char_spans(tokenizer, messages, idx)
@@ -169,10 +182,12 @@ def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Temp
 
 
 def tokenize_sft(ds: Dataset, tokenizer, cfg: SftConfig, templates: list[Template], seed: int,
-                 num_proc: int | None = None) -> tuple[Dataset, int]:
-    """Batched map to input_ids/labels; returns the dataset and how many records truncation dropped."""
+                 num_proc: int | None = None, seq2seq_config=None) -> tuple[Dataset, int]:
+    """Batched map to input_ids/labels; returns the dataset and how many records truncation dropped.
+    `seq2seq_config`: an encoder-decoder's config (prompt -> encoder input, answer -> labels)."""
     tok = ds.map(_tokenize_batch, batched=True, remove_columns=ds.column_names,
-                 fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "templates": templates, "seed": seed},
+                 fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "templates": templates, "seed": seed,
+                            "seq2seq_config": seq2seq_config},
                  num_proc=num_proc, desc="tokenize (sft)")
     return tok, len(ds) - len(tok)
 
@@ -252,12 +267,12 @@ def _rows(batch: dict) -> list[dict]:
 
 
 def prepare_sft_data(recipe: "Recipe", tokenizer, train_records: dict[str, Dataset], val_records: Dataset | None,
-                     stats: dict, seed: int) -> SftData:
+                     stats: dict, seed: int, seq2seq_config=None) -> SftData:
     cfg = recipe.task_config
     templates = recipe_templates(cfg)
     tokenized, dropped = {}, 0
     for label, ds in train_records.items():
-        tokenized[label], d = tokenize_sft(ds, tokenizer, cfg, templates, seed, recipe.data.num_proc)
+        tokenized[label], d = tokenize_sft(ds, tokenizer, cfg, templates, seed, recipe.data.num_proc, seq2seq_config)
         dropped += d
         if len(tokenized[label]) == 0:
             raise HfkitError(f"data source '{label}': every record was dropped by truncation "
@@ -266,7 +281,8 @@ def prepare_sft_data(recipe: "Recipe", tokenizer, train_records: dict[str, Datas
                                      recipe.data.mixture_tokens, seed)
     validation = None
     if val_records is not None and len(val_records):
-        validation, d = tokenize_sft(val_records, tokenizer, cfg, templates, seed, recipe.data.num_proc)
+        validation, d = tokenize_sft(val_records, tokenizer, cfg, templates, seed, recipe.data.num_proc,
+                                     seq2seq_config)
         dropped += d
         validation = validation.remove_columns("num_tokens") if len(validation) else None
     if dropped:
@@ -324,7 +340,9 @@ class PaddingFreeCollator(DataCollatorWithFlattening):
         return out
 
 
-def sft_collator(cfg: SftConfig, tokenizer):
+def sft_collator(cfg: SftConfig, tokenizer, model=None):
+    if model is not None and getattr(model.config, "is_encoder_decoder", False):  # decoder inputs from the labels
+        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, padding="longest")
     if cfg.padding_free:
         return PaddingFreeCollator(return_position_ids=True, separator_id=-100, max_row_tokens=cfg.max_length,
                                    pad_token_id=tokenizer.pad_token_id or 0)
@@ -373,6 +391,7 @@ class SupervisedFineTuning(Task):
     section = "sft"
     config_class = SftConfig
     generates = True
+    architectures = ("gpt2", "llama", "t5", "bart")  # encoder-decoders: the prompt is the encoder's input
 
     def check(self, recipe: "Recipe") -> None:
         cfg = recipe.task_config
@@ -399,7 +418,12 @@ class SupervisedFineTuning(Task):
 
     def prepare(self, recipe: "Recipe", tokenizer, model, records: SftRecords, seed: int) -> Prepared:
         cfg, ev = recipe.task_config, recipe.eval
-        data = prepare_sft_data(recipe, tokenizer, records.train, records.validation, records.stats, seed)
+        enc_dec = model.config if model is not None and getattr(model.config, "is_encoder_decoder", False) else None
+        if enc_dec is not None and (cfg.padding_free or cfg.format == "chat"):
+            raise HfkitError(f"{type(model).__name__} is an encoder-decoder: the prompt goes to the encoder and the "
+                             f"answer is the target, so set sft.padding_free=false and use the instruction or "
+                             f"prompt_completion format")
+        data = prepare_sft_data(recipe, tokenizer, records.train, records.validation, records.stats, seed, enc_dec)
         if cfg.padding_free and model is not None:
             check_padding_free(model)
         chat = cfg.format == "chat"
@@ -427,7 +451,7 @@ class SupervisedFineTuning(Task):
                     ("batching", "padding-free" if cfg.padding_free else "padded"),
                     ("validation examples", len(data.validation) if data.validation else 0)]
         has_gen_eval = bool(ev.metrics) and data.eval_records is not None and len(data.eval_records) > 0
-        return Prepared(data.train, data.validation, sft_collator(cfg, tokenizer), s, overview,
+        return Prepared(data.train, data.validation, sft_collator(cfg, tokenizer, model), s, overview,
                         generation_eval if has_gen_eval else None, gen_kw)
 
     def training_defaults(self, recipe: "Recipe") -> dict:

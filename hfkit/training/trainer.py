@@ -28,6 +28,7 @@ class AtomicCheckpoints:
     Also reports perplexity = exp(eval loss) wherever an eval loss is logged."""
 
     _staging = False
+    perplexity_from_loss = True  # false where the loss is not a token NLL (MLM + NSP)
 
     def __init__(self, *args, **kwargs):
         model = kwargs.get("model") if "model" in kwargs else (args[0] if args else None)
@@ -84,7 +85,7 @@ class AtomicCheckpoints:
         self.accelerator.wait_for_everyone()
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        for key in [k for k in logs if k.endswith("eval_loss")]:
+        for key in [k for k in logs if k.endswith("eval_loss") and self.perplexity_from_loss]:
             logs[key[: -len("loss")] + "perplexity"] = math.exp(min(logs[key], 50.0))
         super().log(logs, *args, **kwargs)
 
