@@ -215,7 +215,7 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
 def _base_model_info(recipe: Recipe) -> dict | None:
     """What the run started from, for the model card: a local folder, or a Hub id (and revision)."""
     path = recipe.model.name_or_path
-    if not path:
+    if not path or recipe.model.random_init:  # a random twin only borrowed the checkpoint's config
         return None
     local = Path(path).exists()
     return {"name_or_path": str(Path(path).resolve()) if local else path, "local": local,
@@ -240,12 +240,12 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         log_path.unlink(missing_ok=True)
     atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
     stopper, first_eval = GracefulStop(), FirstEval()
-    trainer = job.task.trainer_class()(model=model, args=args, train_dataset=prepared.train,
-                                       eval_dataset=prepared.validation, data_collator=prepared.collator,
-                                       processing_class=job.tokenizer,
-                                       callbacks=[JsonlLogger(log_path), stopper, first_eval],
-                                       compute_metrics=prepared.compute_metrics,
-                                       preprocess_logits_for_metrics=prepared.preprocess_logits_for_metrics)
+    trainer = job.task.trainer_class(model)(model=model, args=args, train_dataset=prepared.train,
+                                             eval_dataset=prepared.validation, data_collator=prepared.collator,
+                                             processing_class=job.tokenizer,
+                                             callbacks=[JsonlLogger(log_path), stopper, first_eval],
+                                             compute_metrics=prepared.compute_metrics,
+                                             preprocess_logits_for_metrics=prepared.preprocess_logits_for_metrics)
     trainer.perplexity_from_loss = prepared.loss_is_token_nll
     n_params = sum(p.numel() for p in model.parameters())
     main_process = trainer.is_world_process_zero()  # evaluation by generation, sampling and writing: once

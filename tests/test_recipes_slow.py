@@ -14,3 +14,14 @@ def test_clm_pretrain_recipe_learns(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["eval_after"]["eval_perplexity"] < m["eval_before"]["eval_perplexity"] / 10
     assert len(m["samples"]) == 3 and all(s["outputs"][0] for s in m["samples"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe, key", [("mlm_pretrain", "eval_mlm_perplexity"), ("t5_span_pretrain", "eval_perplexity"),
+                                         ("bart_denoise_pretrain", "eval_perplexity")])
+def test_pretraining_recipes_learn(recipe, key, tmp_path):
+    out = tmp_path / recipe
+    assert main(["train", recipe, f"output_dir={out}", "max_steps=150", "eval_steps=150", "save_steps=150",
+                 "--json"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["eval_after"][key] < m["eval_before"][key] / 5

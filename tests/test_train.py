@@ -98,3 +98,23 @@ def test_minilm_recipe_runs_offline_by_hub_id(tmp_path, monkeypatch):
     assert p["method"] == "selective" and 0 < p["trainable"] < p["total"] / 3  # 2 of 6 layers + head transform
     assert (tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "refs" / "main").is_file()
     assert m["eval_after"]["eval_loss"] < m["eval_before"]["eval_loss"]
+
+
+def test_random_init_twin_takes_the_checkpoints_config_and_tokenizer_but_not_its_weights(tiny_run, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    import hfkit
+    from conftest import TINY_MODEL
+
+    run_dir, _ = tiny_run
+    out = tmp_path / "twin"
+    hfkit.train("clm_pretrain", TINY_MODEL + [f"model.name_or_path={run_dir}", "model.random_init=true",
+                                              f"output_dir={out}", "max_steps=1", "learning_rate=1e-12"], quiet=True)
+    a, b = json.loads((run_dir / "config.json").read_text()), json.loads((out / "config.json").read_text())
+    for k in ("n_embd", "n_layer", "n_head", "vocab_size", "n_positions"):
+        assert a[k] == b[k]
+    assert (out / "tokenizer.json").read_text() == (run_dir / "tokenizer.json").read_text()
+    wa, wb = load_file(run_dir / "model.safetensors"), load_file(out / "model.safetensors")
+    assert wa.keys() == wb.keys() and not any(torch.allclose(wa[k], wb[k]) for k in wa if wa[k].dim() == 2)
+    assert json.loads((out / ".hfkit.json").read_text())["base_model"] is None  # no pretrained base to credit

@@ -18,6 +18,7 @@ class ModelConfig:
     """Recipe section `model`: a preset built from config, or a checkpoint to start from."""
     architecture: Literal["gpt2", "llama", "bert", "t5", "bart"] = "gpt2"  # preset family when building from config
     name_or_path: Optional[str] = None  # start from this checkpoint (folder or Hub id) instead
+    random_init: bool = False  # with name_or_path: its config (and tokenizer), fresh random weights: a baseline twin
     revision: Optional[str] = None  # Hub revision (branch, tag or commit) to pin
     trust_remote_code: bool = False  # never run code from a checkpoint unless asked
     hidden_size: int = 256
@@ -33,6 +34,8 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)  # any other config field, passed through
 
     def validate(self, prefix: str) -> None:
+        if self.random_init and not self.name_or_path:
+            raise HfkitError(f"recipe key '{prefix}.random_init' takes its config from {prefix}.name_or_path: set it")
         for key in ("num_layers", "num_heads", "hidden_size", "max_position_embeddings"):
             if getattr(self, key) < 1:
                 raise HfkitError(f"recipe key '{prefix}.{key}' must be >= 1, got {getattr(self, key)}")
@@ -172,6 +175,9 @@ def auto_class_for(config: PretrainedConfig, auto_class):
 def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM) -> PreTrainedModel:
     """From scratch (`auto_class.from_config`) or from `cfg.name_or_path`; the task names the Auto class."""
     kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    if cfg.name_or_path and cfg.random_init:  # the checkpoint's architecture and sizes, untrained
+        config = config_for_recipe(cfg)
+        return auto_class_for(config, auto_class).from_config(config, **kw)
     if cfg.name_or_path:
         model = load_model(cfg.name_or_path, revision=cfg.revision,
                                trust_remote_code=cfg.trust_remote_code, auto_class=auto_class, **kw)

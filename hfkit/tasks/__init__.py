@@ -92,10 +92,11 @@ class Task:
         """TrainingArguments defaults of this task (the recipe's `training` section wins)."""
         return {}
 
-    def trainer_class(self):
-        from ..training.trainer import HfkitTrainer
+    def trainer_class(self, model):
+        """hfkit's Trainer for the model (Seq2SeqTrainer's subclass for encoder-decoders)."""
+        from ..training.trainer import trainer_class_for
 
-        return HfkitTrainer
+        return trainer_class_for(model)
 
     # --- evaluation of a saved run
     def generation_inputs(self, recipe: "Recipe", records, tokenizer, where: str, model_path: str):

@@ -1,4 +1,5 @@
-"""The recipe's `training` section: `transformers.TrainingArguments` fields under their own names,
+"""The recipe's `training` section: `transformers.TrainingArguments` fields under their own names
+(built as `Seq2SeqTrainingArguments`, which adds the generation fields encoder-decoder runs may use),
 plus `overwrite_output_dir` (the name TrainingArguments used until transformers 5 dropped it; hfkit
 keeps it: replace the earlier run in output_dir)."""
 from __future__ import annotations
@@ -32,14 +33,15 @@ SECRET_KEYS = ("hub_token",)
 
 @functools.lru_cache(maxsize=1)
 def training_keys() -> frozenset[str]:
-    from transformers import TrainingArguments
+    from transformers import Seq2SeqTrainingArguments
 
-    return frozenset(f.name for f in dataclasses.fields(TrainingArguments) if f.init) | frozenset(HFKIT_KEYS)
+    return frozenset(f.name for f in dataclasses.fields(Seq2SeqTrainingArguments) if f.init) | frozenset(HFKIT_KEYS)
 
 
 def validate_training_args(training: dict) -> dict:
-    """Check `training` keys and value types against `transformers.TrainingArguments`."""
-    from transformers import TrainingArguments
+    """Check `training` keys and value types against `transformers.TrainingArguments` (and the
+    generation fields of its Seq2Seq subclass)."""
+    from transformers import Seq2SeqTrainingArguments as TrainingArguments
 
     own = {k: training[k] for k in HFKIT_KEYS if k in training}
     for k, v in own.items():
@@ -66,7 +68,7 @@ def take_secrets(training: dict) -> list[str]:
 def training_arguments(training: dict, task_defaults: dict, has_validation: bool, output_dir: str | None = None):
     """TrainingArguments from hfkit's defaults, the task's and the recipe's (in that order of precedence)."""
     import torch
-    from transformers import TrainingArguments
+    from transformers import Seq2SeqTrainingArguments as TrainingArguments
 
     # use_cpu on a machine without GPUs: also what makes torchrun/accelerate start a real multi-process
     # (gloo) run there instead of N independent single-process runs

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from transformers import Trainer
+from transformers import Seq2SeqTrainer, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..io import give_umask_modes
@@ -92,3 +92,12 @@ class AtomicCheckpoints:
 
 class HfkitTrainer(AtomicCheckpoints, Trainer):
     """`Trainer` with atomic checkpoints and perplexity logging."""
+
+
+class HfkitSeq2SeqTrainer(AtomicCheckpoints, Seq2SeqTrainer):
+    """`Seq2SeqTrainer` (encoder-decoder models) with atomic checkpoints and perplexity logging."""
+
+
+def trainer_class_for(model) -> type:
+    """Seq2SeqTrainer's subclass for an encoder-decoder, Trainer's for any other model."""
+    return HfkitSeq2SeqTrainer if getattr(model.config, "is_encoder_decoder", False) else HfkitTrainer
