@@ -45,13 +45,15 @@ def recipe_tokenizer(recipe: Recipe, task: Task, data: Any):
     return tokenizer
 
 
-def recipe_model(recipe: Recipe, task: Task, tokenizer):
-    """The task's Auto class, built from the recipe's preset or loaded from `model.name_or_path`."""
+def recipe_model(recipe: Recipe, task: Task, tokenizer, data: Any = None):
+    """The task's Auto class, built from the recipe's preset or loaded from `model.name_or_path`, with
+    the config fields the task's head needs (labels read from the data)."""
     import transformers
 
     from .models import build_model
 
-    return build_model(recipe.model, tokenizer, getattr(transformers, task.model_class(recipe)))
+    return build_model(recipe.model, tokenizer, getattr(transformers, task.model_class(recipe)),
+                       task.model_overrides(recipe, data, tokenizer))
 
 
 def adapt(recipe: Recipe, task: Task, model, tokenizer):
@@ -103,7 +105,7 @@ def assemble(recipe: Recipe, output_dir: str | None = None) -> Job:
     icl = load_icl_tasks(recipe.eval)  # checked before any long work
     data = task.load(recipe, recipe.seed)
     tokenizer = recipe_tokenizer(recipe, task, data)
-    model = recipe_model(recipe, task, tokenizer)
+    model = recipe_model(recipe, task, tokenizer, data)
     limit = max_positions(model.config)
     if limit and (not tokenizer.model_max_length or tokenizer.model_max_length > limit):
         tokenizer.model_max_length = limit  # saved with the run: the model's positions, not "unlimited"
@@ -125,14 +127,14 @@ def preflight(recipe: Recipe, task: Task) -> None:
     import transformers
 
     from .adapters import apply_adapter
-    from .models import auto_class_for, config_for_recipe
+    from .models import auto_class_for, config_for_recipe, with_overrides
     from .schema import one_line
     from .training.arguments import check_training
     from .training.checkpoints import check_resume_path
 
     check_training(recipe.training, task.training_defaults(recipe))
     check_resume_path(recipe.training.get("resume_from_checkpoint"))
-    config = config_for_recipe(recipe.model)
+    config = with_overrides(config_for_recipe(recipe.model), task.model_overrides(recipe, None, None))
     kw = {"attn_implementation": recipe.model.attn_implementation} if recipe.model.attn_implementation else {}
     try:
         with torch.device("meta"):
@@ -287,7 +289,7 @@ def _print_overview(job: Job, n_params: int) -> None:
         ("trainable parameters", f"{c['trainable']:,} of {c['total']:,} ({c['trainable_percent']:.3g}%, {c['method']})"),
         *job.prepared.overview,
         *((f"source {k}", f"{v['share']:.1%} of mixture, {v['effective_epochs']:.2f} epochs")
-          for k, v in job.prepared.stats["mixture"].items()),
+          for k, v in job.prepared.stats.get("mixture", {}).items()),
     ])
 
 
@@ -348,20 +350,24 @@ def _rank_fingerprints(model) -> list[str]:
     return found
 
 
+_NOT_SCORES = ("epoch", "eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "eval_perplexity",
+               "eval_mlm_perplexity")
+
+
 def _print_summary(metrics: dict, out: Path) -> None:
     from .display import print_table
 
     rows = []
     if "eval_before" in metrics and "eval_after" in metrics:
-        key = next((k for k in ("eval_perplexity", "eval_mlm_perplexity") if k in metrics["eval_after"]), None)
+        before, after = metrics["eval_before"], metrics["eval_after"]
+        key = next((k for k in ("eval_perplexity", "eval_mlm_perplexity") if k in after), None)
         if key:
-            b, a = metrics["eval_before"][key], metrics["eval_after"][key]
+            b, a = before[key], after[key]
             what = "validation perplexity" if key == "eval_perplexity" else "validation MLM perplexity"
             rows += [(f"{what} before", b), (f"{what} after", a), ("improvement", f"{b / a:.1f}x")]
-        for k in ("eval_masked_accuracy", "eval_nsp_accuracy"):
-            if k in metrics["eval_after"]:
-                rows.append((f"{k[5:].replace('_', ' ')} before -> after",
-                             f"{metrics['eval_before'][k]:.1f} -> {metrics['eval_after'][k]:.1f}"))
+        for k, a in after.items():  # the task's other held-out scores (accuracy, F1, exact match...)
+            if k in before and k != key and isinstance(a, float) and k not in _NOT_SCORES:
+                rows.append((f"{k[5:].replace('_', ' ')} before -> after", f"{before[k]:.4g} -> {a:.4g}"))
     after, before = metrics.get("generation_after", {}), metrics.get("generation_before", {})
     for name, a in after.items():
         if isinstance(a, float) and name in before:

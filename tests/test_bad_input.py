@@ -10,6 +10,9 @@ import pytest
 from hfkit.cli import main
 
 TINY = ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "max_steps=2"]
+# the task heads' recipes with a tiny BERT built here instead of MiniLM, on the case's own records
+HEAD = ["model.name_or_path=null", "model.architecture=bert", "tokenizer.kind=wordpiece", "tokenizer.min_frequency=1",
+        "data.validation_fraction=0"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,18 @@ def bad(tmp_path_factory, tiny_run):
     (d / "ds.json").write_text('{"zero_optimization": {"stage": 2}}')
     rows = [json.dumps({"text": f"document number {i} about things"}) for i in range(1499)] + ['{"text": 5}']
     (d / "late_int.jsonl").write_text("\n".join(rows) + "\n")  # the bad record is past the first 1000
+    (d / "labels.csv").write_text("text,label\ngood film,pos\nbad film,neg\nsome film,neutral\nfine film,pos\n")
+    (d / "nolabel.csv").write_text("text,stars\ngood film,5\nbad film,1\n")
+    qa = [{"question": "Where is Paris?", "context": "Paris is in France.", "answers": {"text": ["France"], "answer_start": [12]}},
+          {"question": "Where is Bonn?", "context": "Bonn is in Germany.", "answers": {"text": ["Germany"], "answer_start": [3]}}]
+    (d / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in qa) + "\n")
+    qa[1]["answers"] = {"text": [], "answer_start": []}
+    (d / "qa_none.jsonl").write_text("\n".join(json.dumps(r) for r in qa) + "\n")
+    tags = [{"tokens": ["a", "b"], "tags": ["O", "O"]}, {"tokens": ["c", "d", "e"], "tags": ["O", "B-X"]}]
+    (d / "tags.jsonl").write_text("\n".join(json.dumps(r) for r in tags) + "\n")
+    from transformers import ByT5Tokenizer
+
+    ByT5Tokenizer().save_pretrained(d / "slow_tokenizer")  # no tokenizer.json: a Python (slow) tokenizer
     return d
 
 
@@ -161,6 +176,21 @@ CASES = [
     (["generate", "--model", "{d}/model", "--prompts-file", "{d}/empty.txt"], "no prompts in the file", None),
     (["generate", "--model", "{d}/model", "--prompts-file", "{d}/none.txt"], "no such file", None),
     (["chat", "{d}/trunc"], "incomplete metadata", None),
+    # task heads: labels, answers and tokenizers
+    (["train", "classify_language", *HEAD, "classification.group_field=null", "data.sources.0.kind=csv", "data.sources.0.path={d}/labels.csv",
+      "classification.labels=[pos,neg]"],
+     "data source 'labels' record 2: label 'neutral' is not in classification.labels (pos, neg)", "{d}/out"),
+    (["train", "classify_language", *HEAD, "classification.group_field=null", "data.sources.0.kind=csv", "data.sources.0.path={d}/nolabel.csv"],
+     "nolabel.csv: field 'label' not found (columns: text, stars)", "{d}/out"),
+    (["train", "pydoc_qa_extractive", *HEAD, "extractive_qa.group_field=null", "data.sources.0.kind=json", "data.sources.0.path={d}/qa.jsonl"],
+     "data source 'qa' record 1: answer 'Germany' does not match the context at answer_start=3", "{d}/out"),
+    (["train", "pydoc_qa_extractive", *HEAD, "extractive_qa.group_field=null", "data.sources.0.kind=json", "data.sources.0.path={d}/qa_none.jsonl",
+      "extractive_qa.version_2_with_negative=false"],
+     "record 1: no answer; set extractive_qa.version_2_with_negative=true", "{d}/out"),
+    (["train", "code_tokens", *HEAD, "token_classification.group_field=null", "data.sources.0.kind=json", "data.sources.0.path={d}/tags.jsonl"],
+     "record 1: tokens (3) and tags (2) must be lists of the same length", "{d}/out"),
+    (["train", "code_tokens", *HEAD, "tokenizer.path={d}/slow_tokenizer", "data.sources.0.max_records=1"],
+     "task token_classification needs a fast tokenizer", "{d}/out"),
     # hub import / push / merge
     (["hub", "import", "{d}/nowhere", "--repo-id", "me/m"], "no such folder to import", None),
     (["hub", "import", "{d}/model", "--repo-id", "bad id!"], "must be owner/name", None),

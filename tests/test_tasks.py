@@ -11,6 +11,8 @@ from hfkit.tasks import TASKS
 
 HFKIT = Path(__file__).resolve().parent.parent / "hfkit"
 
+# the heads' recipes start from MiniLM; their smoke runs build a tiny BERT instead
+TINY_HEAD = TINY_MODEL + ["model.name_or_path=null", "model.architecture=bert", "tokenizer.kind=wordpiece"]
 # a tiny recipe per registered task (a new task must add one: see the first test)
 SMOKE = {
     "clm": ("clm_pretrain", TINY_MODEL),
@@ -19,6 +21,11 @@ SMOKE = {
             + ["model.max_position_embeddings=512", "sft.max_length=512"]),
     "t5_span": ("clm_pretrain", TINY_MODEL + ["task=t5_span", "model.architecture=t5"]),
     "bart_denoise": ("clm_pretrain", TINY_MODEL + ["task=bart_denoise", "model.architecture=bart"]),
+    "classification": ("classify_language", TINY_HEAD + ["data.sources.0.max_records=60"]),
+    "token_classification": ("code_tokens", TINY_HEAD + ["data.sources.0.max_records=2",
+                                                         "token_classification.max_length=64"]),
+    "extractive_qa": ("pydoc_qa_extractive", TINY_HEAD + ["extractive_qa.max_length=64", "extractive_qa.doc_stride=24",
+                                                          "extractive_qa.max_answer_length=30"]),
 }
 
 
@@ -42,7 +49,8 @@ def test_every_task_builds_prepares_two_batches_and_takes_a_step(name, tmp_path)
     torch.manual_seed(0)
     loader = DataLoader(job.prepared.train, batch_size=4, collate_fn=job.prepared.collator, shuffle=False)
     batches = [b for _, b in zip(range(2), loader)]
-    assert len(batches) == 2 and all((b["labels"] != -100).any() for b in batches)
+    targets = [b["labels"] if "labels" in b else b["start_positions"] for b in batches]  # QA: start/end positions
+    assert len(batches) == 2 and all((t != -100).any() for t in targets)
     model = job.model.train()
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
@@ -105,7 +113,8 @@ def test_a_task_section_belongs_to_its_task_and_old_keys_point_to_new_names():
 
     for overrides, message in [
         (["sft.max_length=5"], "recipe key 'sft' is the section of task sft; this recipe's task is clm"),
-        (["task=seq2seq"], "unknown task 'seq2seq' (tasks: bart_denoise, clm, mlm, sft, t5_span)"),
+        (["task=seq2seq"], "unknown task 'seq2seq' (tasks: bart_denoise, classification, clm, extractive_qa, mlm, sft, t5_span, "
+                            "token_classification)"),
         (["data.mlm_probability=0.2"], "recipe key 'data.mlm_probability' was renamed: did you mean 'mlm.mlm_probability'?"),
         (["model.hiden_size=3"], "did you mean 'model.hidden_size'?"),
     ]:

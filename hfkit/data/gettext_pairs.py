@@ -80,3 +80,54 @@ def gettext_pairs(lang: str, locale_dir: str = DEFAULT_LOCALE_DIR, min_chars: in
         raise HfkitError(f"no usable gettext pairs for language '{lang}' in {folder}")
     report["pairs"] = len(rows)
     return Dataset.from_list(rows), report
+
+
+def _sample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
+    """At most `n` rows, drawn without replacement with a fixed seed, in their original order."""
+    if n is None or len(rows) <= n:
+        return rows
+    import random
+
+    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in keep]
+
+
+def language_id_records(languages: list[str], locale_dir: str = DEFAULT_LOCALE_DIR, per_language: int | None = None,
+                        max_chars: int | None = None, seed: int = 0) -> Dataset:
+    """Language identification: each catalog's translated strings labelled with their language.
+    Records {"text", "label", "catalog"}; `catalog` is the program, so a split by catalog keeps one
+    program's strings (and their translations into the other languages) on one side."""
+    rows = []
+    for lang in languages:
+        pairs, _ = gettext_pairs(lang, locale_dir, min_chars=8, max_chars=max_chars)
+        rows += _sample([{"text": t, "label": lang, "catalog": c}
+                         for t, c in zip(pairs["target"], pairs["catalog"])], per_language, seed)
+    return Dataset.from_list(rows)
+
+
+def pair_match_records(lang: str, locale_dir: str = DEFAULT_LOCALE_DIR, max_records: int | None = None,
+                       max_chars: int | None = None, hard_fraction: float = 0.5, seed: int = 0) -> Dataset:
+    """Does `text_pair` (lang) translate `text` (English)? Every pair once as a match and once with
+    another message's translation: for `hard_fraction` of them one from the same catalog of the most
+    similar length (a hard negative), else from anywhere. Records {"text", "text_pair", "label", "catalog"}."""
+    import random
+
+    pairs, _ = gettext_pairs(lang, locale_dir, min_chars=8, max_chars=max_chars)
+    rows = [{"source": s, "target": t, "catalog": c} for s, t, c in zip(pairs["source"], pairs["target"], pairs["catalog"])]
+    rows = _sample(rows, max_records // 2 if max_records else None, seed)
+    rng = random.Random(seed + 1)
+    by_catalog: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_catalog.setdefault(r["catalog"], []).append(i)
+    out = []
+    for i, r in enumerate(rows):
+        out.append({"text": r["source"], "text_pair": r["target"], "label": "match", "catalog": r["catalog"]})
+        same = [j for j in by_catalog[r["catalog"]] if rows[j]["target"] != r["target"]]
+        if same and rng.random() < hard_fraction:  # hard: same program, closest length
+            j = min(same, key=lambda j: (abs(len(rows[j]["target"]) - len(r["target"])), rng.random()))
+        else:
+            j = rng.randrange(len(rows))
+            while rows[j]["target"] == r["target"]:
+                j = rng.randrange(len(rows))
+        out.append({"text": r["source"], "text_pair": rows[j]["target"], "label": "no_match", "catalog": r["catalog"]})
+    return Dataset.from_list(out)

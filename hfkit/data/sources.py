@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -23,7 +23,8 @@ from ..hub import looks_like_hub_id
 @dataclass
 class SourceConfig:
     """One entry of `data.sources`."""
-    kind: Literal["default", "pydoc_qa", "text", "json", "csv", "parquet", "hub", "gettext"] = "default"
+    kind: Literal["default", "pydoc_qa", "text", "json", "csv", "parquet", "hub", "gettext", "gettext_language",
+                  "gettext_pair_match", "python_tokens", "pydoc_grammar_qa"] = "default"
     path: Optional[str] = None  # file, folder or glob (text/json/csv/parquet), Hub dataset id, locale dir (gettext)
     name: Optional[str] = None  # label used in reports; default: derived from path/kind
     text_field: str = "text"
@@ -31,11 +32,17 @@ class SourceConfig:
     config_name: Optional[str] = None  # hub: dataset configuration
     split: str = "train"  # hub: which split to read
     revision: Optional[str] = None  # hub: pin a revision
-    lang: Optional[str] = None  # gettext: target language of the English->lang pairs (de, fr, ...)
-    max_chars: Optional[int] = None  # gettext: drop pairs longer than this
+    lang: Optional[str] = None  # gettext, gettext_pair_match: target language of the English->lang pairs (de, fr, ...)
+    languages: list[str] = field(default_factory=lambda: list(LANGUAGE_ID_DEFAULT))  # gettext_language: the labels
+    max_chars: Optional[int] = None  # gettext*: drop pairs longer than this
+    max_records: Optional[int] = None  # built-in labelled sets: sample this many (gettext_language: per language;
+    #                                    python_tokens: from this many stdlib modules)
     weight: Optional[float] = None  # share of the training mixture (GPT-3 style)
     epochs: Optional[float] = None  # or: how many passes over this source
 
+LANGUAGE_ID_DEFAULT = ("de", "fr", "es", "it", "ru", "ja")
+BUILTIN_KINDS = ("default", "pydoc_qa", "gettext", "gettext_language", "gettext_pair_match", "python_tokens",
+                 "pydoc_grammar_qa")  # built from what the machine has: no path
 _EXT_KIND = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".json": "json",
              ".csv": "csv", ".parquet": "parquet"}
 _HEADING = re.compile(r"\n(?=[^\n]+\n[=*\-~^]{3,}\n)")
@@ -81,8 +88,10 @@ def source_label(src: SourceConfig) -> str:
         return src.name
     if src.kind in ("default", "pydoc_qa"):
         return "pydoc" if src.kind == "default" else "pydoc_qa"
-    if src.kind == "gettext":
-        return f"gettext_{src.lang}"
+    if src.kind in ("gettext", "gettext_pair_match"):
+        return f"{src.kind}_{src.lang}"
+    if src.kind in BUILTIN_KINDS:
+        return src.kind
     return Path(src.path).stem if src.kind != "hub" else src.path
 
 
@@ -100,11 +109,13 @@ def _files(src: SourceConfig) -> list[str]:
 
 def check_source(src: SourceConfig, key: str) -> None:
     """Cheap up-front check of one source: the fields it needs and that its files exist."""
-    if src.kind in ("default", "pydoc_qa"):
-        return
-    if src.kind == "gettext":
-        if not src.lang:
-            raise HfkitError(f"recipe key '{key}.lang' is required for a 'gettext' source (e.g. de)")
+    if src.kind in ("gettext", "gettext_pair_match") and not src.lang:
+        raise HfkitError(f"recipe key '{key}.lang' is required for a '{src.kind}' source (e.g. de)")
+    if src.kind == "gettext_language" and len(src.languages) < 2:
+        raise HfkitError(f"recipe key '{key}.languages' needs at least two languages, got {src.languages}")
+    if src.max_records is not None and src.max_records < 1:
+        raise HfkitError(f"recipe key '{key}.max_records' must be >= 1, got {src.max_records}")
+    if src.kind in BUILTIN_KINDS:
         return
     if not src.path:
         raise HfkitError(f"recipe key '{key}.path' is required for a '{src.kind}' source")
@@ -153,7 +164,7 @@ def _first_bad_json_line(path: str) -> str | None:
 
 def source_where(src: SourceConfig) -> str:
     """How error messages name a source: its file, folder or Hub id."""
-    if src.kind in ("default", "pydoc_qa", "gettext"):
+    if src.kind in BUILTIN_KINDS:
         return f"{src.kind} source"
     if src.kind == "hub":
         return f"Hub dataset {src.path}"
@@ -172,6 +183,22 @@ def load_records(src: SourceConfig) -> Dataset:
             from .gettext_pairs import DEFAULT_LOCALE_DIR, gettext_pairs
 
             return gettext_pairs(src.lang, src.path or DEFAULT_LOCALE_DIR, max_chars=src.max_chars)[0]
+        if src.kind == "gettext_language":
+            from .gettext_pairs import DEFAULT_LOCALE_DIR, language_id_records
+
+            return language_id_records(src.languages, src.path or DEFAULT_LOCALE_DIR, src.max_records, src.max_chars)
+        if src.kind == "gettext_pair_match":
+            from .gettext_pairs import DEFAULT_LOCALE_DIR, pair_match_records
+
+            return pair_match_records(src.lang, src.path or DEFAULT_LOCALE_DIR, src.max_records, src.max_chars)
+        if src.kind == "python_tokens":
+            from .code_tokens import python_token_records
+
+            return python_token_records(src.max_records or 60)
+        if src.kind == "pydoc_grammar_qa":
+            from .pydoc_grammar import grammar_qa_records
+
+            return grammar_qa_records()
         if src.kind == "hub":
             return _load_hub(src)
         return _load_local(src, _files(src))

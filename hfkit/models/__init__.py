@@ -172,22 +172,31 @@ def auto_class_for(config: PretrainedConfig, auto_class):
     return auto_class
 
 
-def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM) -> PreTrainedModel:
-    """From scratch (`auto_class.from_config`) or from `cfg.name_or_path`; the task names the Auto class."""
+def with_overrides(config: PretrainedConfig, overrides: dict | None) -> PretrainedConfig:
+    """`config` with a task's fields set (a head's num_labels, id2label, label2id, problem_type...)."""
+    for k, v in (overrides or {}).items():
+        setattr(config, k, v)
+    return config
+
+
+def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM,
+                config_overrides: dict | None = None) -> PreTrainedModel:
+    """From scratch (`auto_class.from_config`) or from `cfg.name_or_path`; the task names the Auto class
+    and the config fields its head needs (`config_overrides`: labels and their names)."""
     kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
     if cfg.name_or_path and cfg.random_init:  # the checkpoint's architecture and sizes, untrained
-        config = config_for_recipe(cfg)
+        config = with_overrides(config_for_recipe(cfg), config_overrides)
         return auto_class_for(config, auto_class).from_config(config, **kw)
     if cfg.name_or_path:
-        model = load_model(cfg.name_or_path, revision=cfg.revision,
-                               trust_remote_code=cfg.trust_remote_code, auto_class=auto_class, **kw)
+        model = load_model(cfg.name_or_path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
+                           auto_class=auto_class, **kw, **(config_overrides or {}))
         emb = model.get_input_embeddings().num_embeddings
         if len(tokenizer) > emb:
             raise HfkitError(
                 f"tokenizer has {len(tokenizer)} tokens but model '{cfg.name_or_path}' has only {emb} embeddings"
             )
         return model
-    config = model_config(cfg, tokenizer)
+    config = with_overrides(model_config(cfg, tokenizer), config_overrides)
     return auto_class_for(config, auto_class).from_config(config, **kw)
 
 

@@ -84,6 +84,11 @@ class Task:
         """Tokenized train/validation data, collator and report. `model` is None for a data report."""
         raise NotImplementedError
 
+    def model_overrides(self, recipe: "Recipe", data: Any, tokenizer) -> dict:
+        """Config fields the task's head needs (num_labels, id2label...); `data` and `tokenizer` are
+        None when the model is only checked before any data is read."""
+        return {}
+
     def model_class(self, recipe: "Recipe") -> str:
         """The transformers Auto class the run builds or loads (a recipe setting may change it)."""
         return self.auto_class
