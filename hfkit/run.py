@@ -275,7 +275,7 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         write_json(out / "metrics.json", metrics)
         plot_loss(trainer.state.log_history, out / "loss.png", metrics.get("eval_before"))
         if not quiet:
-            _print_summary(metrics, out)
+            _print_summary(metrics, plan.final)  # where the run ends up (not its staging folder)
     return metrics
 
 

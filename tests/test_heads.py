@@ -242,7 +242,8 @@ def test_a_tiny_classifier_learns_a_separable_csv_set_and_reports_before_and_aft
     (tmp_path / "set.csv").write_text("\n".join(rows) + "\n")
     tiny = [o for o in TINY_MODEL if not o.startswith(("data.block_size", "per_device", "learning_rate"))]
     m = hfkit.train("classify_language", tiny + [
-        "model.name_or_path=null", "model.architecture=bert", "tokenizer.kind=wordpiece", "classification.max_length=32",
+        "model.name_or_path=null", "model.architecture=bert", "tokenizer.kind=wordpiece",
+        "classification.max_length=32",
         f"data.sources=[{{kind: csv, path: {tmp_path / 'set.csv'}}}]", "classification.group_field=null",
         "data.validation_fraction=0.2", "max_steps=60", "per_device_train_batch_size=16", "learning_rate=3e-3",
         "eval_steps=60", f"output_dir={tmp_path / 'run'}"], quiet=True)
@@ -286,3 +287,20 @@ def test_selective_and_lora_fine_tuning_keep_the_new_head_trainable(tmp_path):
     weight = next(k for k in head if k.endswith("classifier.weight"))
     torch.testing.assert_close(loaded.base_model.model.classifier.modules_to_save["default"].weight, saved[weight])
     assert loaded.config.id2label[0] == "de"
+
+
+def test_hub_style_class_label_columns_become_label_names(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    from hfkit.data.corpus import DataConfig
+    from hfkit.data.records import load_labelled_records
+    from hfkit.data.sources import SourceConfig
+
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=["O", "B-PER"])),
+                         "label": ClassLabel(names=["neg", "pos"])})
+    ds = Dataset.from_dict({"tokens": [["Ada", "wrote"], ["it", "ran"]], "ner_tags": [[1, 0], [0, 0]], "label": [1, 0]},
+                           features=features)
+    ds.to_parquet(tmp_path / "set.parquet")  # keeps the ClassLabel features, as a Hub dataset's files do
+    data = DataConfig(sources=[SourceConfig(kind="parquet", path=str(tmp_path / "set.parquet"))], validation_fraction=0)
+    rec = load_labelled_records(data, ["tokens", "ner_tags", "label"], seed=0)
+    assert rec.train["ner_tags"] == [["B-PER", "O"], ["O", "O"]] and rec.train["label"] == ["pos", "neg"]

@@ -119,11 +119,11 @@ class SequenceClassification(LabelledTask):
             return dict(enc)
 
         def tokenize(ds):
-            for row in ds:
-                if regression and not isinstance(row[cfg.label_field], (int, float)):
-                    raise HfkitError(f"data source '{row['_source']}' record {row['_record']}: label "
-                                     f"{row[cfg.label_field]!r} is not a number (problem_type regression)")
-                break
+            if regression:  # every label a number, checked before any work
+                for value, src, rec in zip(ds[cfg.label_field], ds["_source"], ds["_record"]):
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise HfkitError(f"data source '{src}' record {rec}: label {value!r} is not a number "
+                                         f"(problem_type regression)")
             return ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenize (classification)")
 
         train = tokenize(records.train)

@@ -233,7 +233,8 @@ class ExtractiveQA(LabelledTask):
         def features(ds, for_eval: bool):
             ds = ds.add_column("_example", list(range(len(ds))))
             return ds.map(qa_features, batched=True, remove_columns=ds.column_names,
-                          fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "keep_types": keep_types, "for_eval": for_eval},
+                          fn_kwargs={"tokenizer": tokenizer, "cfg": cfg, "keep_types": keep_types,
+                                     "for_eval": for_eval},
                           desc="features (extractive_qa)")
 
         train = features(records.train, False)

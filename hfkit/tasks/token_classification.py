@@ -140,7 +140,8 @@ class TokenClassification(LabelledTask):
 
         train, cut_train = tokenize(records.train)
         validation, cut_val = tokenize(records.validation) if records.validation is not None else (None, 0)
-        stats = {**records.stats, "labels": labels, "words_cut_by_max_length": {"train": cut_train, "validation": cut_val}}
+        stats = {**records.stats, "labels": labels,
+                 "words_cut_by_max_length": {"train": cut_train, "validation": cut_val}}
         overview = [("train records", len(train)), ("validation records", len(validation) if validation else 0),
                     ("tags", f"{len(labels)}: {', '.join(labels[:8])}" + (" ..." if len(labels) > 8 else "")),
                     ("words cut by max_length (train)", cut_train)]
