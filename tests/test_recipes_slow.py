@@ -25,3 +25,14 @@ def test_pretraining_recipes_learn(recipe, key, tmp_path):
                  "--json"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["eval_after"][key] < m["eval_before"][key] / 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe, key, floor", [("classify_language", "eval_accuracy", 75), ("pair_match", "eval_accuracy", 80),
+                                                ("code_tokens", "eval_f1", 95), ("pydoc_qa_extractive", "eval_f1", 35)])
+def test_task_head_recipes_learn_as_shipped(recipe, key, floor, tmp_path):
+    """The real MiniLM on the built-in labelled sets, as shipped: held-out scores far above the new head's."""
+    out = tmp_path / recipe
+    assert main(["train", recipe, f"output_dir={out}", "--json"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["eval_after"][key] > floor and m["eval_after"][key] > m["eval_before"][key] + 20

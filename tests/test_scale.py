@@ -108,7 +108,7 @@ def test_shipped_accelerate_configs_load_with_accelerates_parser(path):
         assert plugin.deepspeed_config["gradient_accumulation_steps"] == "auto"  # taken from the recipe
 
 
-def test_launch_command_and_bad_launch_input(capsys):
+def test_launch_command_and_bad_launch_input(capsys, tmp_path):
     from hfkit.cli import build_parser, main
     from hfkit.training.launch import launch_command
 
@@ -123,7 +123,7 @@ def test_launch_command_and_bad_launch_input(capsys):
     for argv, message in [(["--accelerate-config", "nope"], "no such file or shipped config: nope"),
                           (["--num-processes", "0"], "--num-processes must be at least 1"),
                           (["--num-processes", "2", "model.nope=1"], "unknown recipe key 'model.nope'")]:
-        assert main(["train", "clm_pretrain", *argv]) == 2
+        assert main(["train", "clm_pretrain", f"output_dir={tmp_path / 'run'}", *argv]) == 2  # runs/ may hold a demo
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
 
