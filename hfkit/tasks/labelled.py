@@ -74,24 +74,25 @@ class LabelledTask(Task):
     def labels(self, recipe: "Recipe", records: Records | None) -> list[str]:
         """The recipe's label list, else every label of the training records (sorted). Every record's
         labels are checked against it."""
-        cfg = recipe.task_config
+        cfg, section = recipe.task_config, self.section
         if records is None:
             return list(cfg.labels) if cfg.labels else ["LABEL_0", "LABEL_1"]  # a placeholder for checks
         if cfg.labels:
             labels = list(cfg.labels)
-            where = f"{self.section}.labels"
+            where = f"{section}.labels"
         else:
             labels = sorted({x for ls in self.record_labels(cfg, records.train) for x in ls})
             where = "the labels of the training records"
         known = set(labels)
-        for split, ds in (("training", records.train), ("validation", records.validation)):
+        for ds in (records.train, records.validation):
             if ds is None:
                 continue
             for row, ls in zip(ds.select_columns(["_source", "_record"]), self.record_labels(cfg, ds)):
                 bad = next((x for x in ls if x not in known), None)
                 if bad is not None:
+                    hint = "" if cfg.labels else f"; list every label in {section}.labels"
                     raise HfkitError(f"data source '{row['_source']}' record {row['_record']}: label '{bad}' is not "
-                                     f"in {where} ({', '.join(map(str, labels[:20]))})")
+                                     f"in {where} ({', '.join(map(str, labels[:20]))}){hint}")
         if len(labels) < 2:
             raise HfkitError(f"{where}: a classifier needs at least two labels, got {labels}")
         return labels
