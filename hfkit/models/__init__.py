@@ -16,7 +16,8 @@ from ..hub import check_model_ref
 @dataclass
 class ModelConfig:
     """Recipe section `model`: a preset built from config, or a checkpoint to start from."""
-    architecture: Literal["gpt2", "llama", "bert", "t5", "bart"] = "gpt2"  # preset family when building from config
+    architecture: Literal["gpt2", "llama", "bert", "t5", "bart", "bigram", "context_average", "window_ffn", "rnn", "lstm",
+                          "gru", "wavenet"] = "gpt2"  # preset family when building from config
     name_or_path: Optional[str] = None  # start from this checkpoint (folder or Hub id) instead
     random_init: bool = False  # with name_or_path: its config (and tokenizer), fresh random weights: a baseline twin
     revision: Optional[str] = None  # Hub revision (branch, tag or commit) to pin
@@ -39,7 +40,7 @@ class ModelConfig:
         for key in ("num_layers", "num_heads", "hidden_size", "max_position_embeddings"):
             if getattr(self, key) < 1:
                 raise HfkitError(f"recipe key '{prefix}.{key}' must be >= 1, got {getattr(self, key)}")
-        if self.name_or_path is None and self.hidden_size % self.num_heads:
+        if self.name_or_path is None and self.architecture not in CLASSIC and self.hidden_size % self.num_heads:
             raise HfkitError(f"recipe key '{prefix}.hidden_size'={self.hidden_size} is not divisible by "
                              f"{prefix}.num_heads={self.num_heads}")
 
@@ -107,12 +108,27 @@ def _bart(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
     )
 
 
+def _classic(name: str) -> Callable[[ModelConfig, int, dict], PretrainedConfig]:
+    """A classic LM (hfkit.models.classic): hidden_size, num_layers and dropout from the recipe; the
+    feed-forward LM's window is `model.extra.context_size` (default 4)."""
+    def build(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
+        from . import classic
+
+        kw = dict(vocab_size=vocab, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, dropout=cfg.dropout, **ids)
+        if name in classic.CELLS:
+            return classic.RecurrentConfig(cell=name, **kw)
+        return {"bigram": classic.BigramConfig, "context_average": classic.ContextAverageConfig,
+                "window_ffn": classic.WindowFfnConfig, "wavenet": classic.WaveNetConfig}[name](**kw)
+    return build
+
+
+CLASSIC = ("bigram", "context_average", "window_ffn", "rnn", "lstm", "gru", "wavenet")
 # `model.architecture` -> the transformers config it builds
 PRESETS: dict[str, Callable[[ModelConfig, int, dict], PretrainedConfig]] = {
-    "gpt2": _gpt2, "llama": _llama, "bert": _bert, "t5": _t5, "bart": _bart}
+    "gpt2": _gpt2, "llama": _llama, "bert": _bert, "t5": _t5, "bart": _bart, **{n: _classic(n) for n in CLASSIC}}
 
 
-RELATIVE_POSITIONS = ("t5",)  # presets with no learned positions: no length limit
+RELATIVE_POSITIONS = ("t5", *CLASSIC)  # presets with no learned positions: no length limit
 
 
 def preset_positions(cfg: ModelConfig) -> int | None:
@@ -267,3 +283,6 @@ def require_causal(model, what: str) -> None:
                          f"({type(model).__name__}): score a continuation given its input (hfkit eval perplexity "
                          f"--prefix/--continuation, or --prefix-field/--continuation-field), or evaluate by "
                          f"generation (hfkit eval bleu/rouge/match)")
+
+
+from . import classic  # noqa: E402,F401  (registers the classic LMs with AutoConfig / AutoModelForCausalLM)

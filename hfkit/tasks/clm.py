@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..data.corpus import Corpus, build_corpus
 from ..data.packing import PackedData, pack_corpus, packed_lm_collator
+from ..models import CLASSIC
 from . import Prepared, Task, register
 
 
@@ -65,6 +66,7 @@ class PackedTextTask(Task):
 @register
 class CausalLM(PackedTextTask):
     name = "clm"
+    architectures = ("gpt2", "llama", *CLASSIC)  # the classic LMs (hfkit.models.classic) train on the same blocks
 
     def collator(self, recipe, tokenizer):
         return packed_lm_collator  # labels = inputs; the model shifts them
