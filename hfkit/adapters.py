@@ -121,7 +121,8 @@ def peft_config(cfg: AdapterConfig, model, task_type: str, max_steps: int | None
 def parameter_counts(model: torch.nn.Module) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 4)}
+    return {"trainable": trainable, "total": total,
+            "trainable_percent": round(100 * trainable / total, 4) if total else 0.0}  # a count-based model has none
 
 
 def linear_module_names(model: torch.nn.Module) -> list[str]:

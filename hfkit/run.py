@@ -257,7 +257,10 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     metrics: dict = {"parameters": n_params, "world_size": args.world_size, "data": prepared.stats}
     if main_process:
         metrics.update(_held_out_scores(job, "before", show))
-    train_out = _train_until_done_or_stopped(trainer, resume, stopper, plan, out)
+    if hasattr(model, "fit_counts"):  # a count-based model (n-gram): counted from the training data, no steps
+        train_out = _count(model, prepared.train)
+    else:
+        train_out = _train_until_done_or_stopped(trainer, resume, stopper, plan, out)
     metrics["train"] = train_out.metrics
     if first_eval.metrics is not None:
         metrics["eval_before"] = first_eval.metrics
@@ -303,6 +306,18 @@ def _held_out_scores(job: Job, when: str, progress: bool) -> dict:
     if job.icl:
         out[f"icl_{when}"] = run_icl_tasks(job.icl, job.model, job.tokenizer, progress=progress)
     return out
+
+
+def _count(model, train):
+    """Fit a count-based model on the training blocks (its `fit_counts`), timed like a training run."""
+    from transformers.trainer_utils import TrainOutput
+
+    t0 = time.time()
+    model.fit_counts(train["input_ids"])
+    seconds = round(time.time() - t0, 2)
+    tokens = sum(len(x) for x in train["input_ids"])
+    return TrainOutput(0, 0.0, {"train_runtime": seconds, "counted_tokens": tokens,
+                                "counted_ngrams": int(model.config.num_ngrams)})
 
 
 def _train_until_done_or_stopped(trainer, resume: str | None, stopper, plan, out: Path):

@@ -16,8 +16,8 @@ from ..hub import check_model_ref
 @dataclass
 class ModelConfig:
     """Recipe section `model`: a preset built from config, or a checkpoint to start from."""
-    architecture: Literal["gpt2", "llama", "bert", "t5", "bart", "bigram", "context_average", "window_ffn", "rnn", "lstm",
-                          "gru", "wavenet"] = "gpt2"  # preset family when building from config
+    architecture: Literal["gpt2", "llama", "bert", "t5", "bart", "ngram", "bigram", "context_average", "window_ffn", "rnn",
+                          "lstm", "gru", "wavenet"] = "gpt2"  # preset family when building from config
     name_or_path: Optional[str] = None  # start from this checkpoint (folder or Hub id) instead
     random_init: bool = False  # with name_or_path: its config (and tokenizer), fresh random weights: a baseline twin
     revision: Optional[str] = None  # Hub revision (branch, tag or commit) to pin
@@ -110,10 +110,12 @@ def _bart(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
 
 def _classic(name: str) -> Callable[[ModelConfig, int, dict], PretrainedConfig]:
     """A classic LM (hfkit.models.classic): hidden_size, num_layers and dropout from the recipe; the
-    feed-forward LM's window is `model.extra.context_size` (default 4)."""
+    feed-forward LM's window is `model.extra.context_size` (default 4); the n-gram's `model.extra.order`
+    (3), `smoothing` (kneser_ney | add_k), `discount`, `add_k`."""
     def build(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
-        from . import classic
 
+        if name == "ngram":  # counted, not trained: no sizes
+            return classic.NGramConfig(vocab_size=vocab, **ids)
         kw = dict(vocab_size=vocab, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, dropout=cfg.dropout, **ids)
         if name in classic.CELLS:
             return classic.RecurrentConfig(cell=name, **kw)
@@ -122,7 +124,7 @@ def _classic(name: str) -> Callable[[ModelConfig, int, dict], PretrainedConfig]:
     return build
 
 
-CLASSIC = ("bigram", "context_average", "window_ffn", "rnn", "lstm", "gru", "wavenet")
+CLASSIC = ("ngram", "bigram", "context_average", "window_ffn", "rnn", "lstm", "gru", "wavenet")
 # `model.architecture` -> the transformers config it builds
 PRESETS: dict[str, Callable[[ModelConfig, int, dict], PretrainedConfig]] = {
     "gpt2": _gpt2, "llama": _llama, "bert": _bert, "t5": _t5, "bart": _bart, **{n: _classic(n) for n in CLASSIC}}

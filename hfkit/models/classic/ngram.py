@@ -59,7 +59,7 @@ class NGramLM(ClassicLM):
         return self.ngram_counts.device
 
     # --- counting
-    def fit(self, sequences) -> "NGramLM":
+    def fit_counts(self, sequences) -> "NGramLM":
         """Count the n-grams of token-id sequences (each padded on the left by nothing: a sequence's
         first tokens are counted with their shorter contexts at the lower orders only)."""
         n = self.config.order
