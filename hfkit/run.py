@@ -373,6 +373,8 @@ def _print_summary(metrics: dict, out: Path) -> None:
     from .display import print_table
 
     rows = []
+    if "eval_before" not in metrics and "eval_perplexity" in metrics.get("eval_after", {}):  # counted, not trained
+        rows.append(("validation perplexity", metrics["eval_after"]["eval_perplexity"]))
     if "eval_before" in metrics and "eval_after" in metrics:
         before, after = metrics["eval_before"], metrics["eval_after"]
         key = next((k for k in ("eval_perplexity", "eval_mlm_perplexity") if k in after), None)

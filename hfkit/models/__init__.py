@@ -113,7 +113,6 @@ def _classic(name: str) -> Callable[[ModelConfig, int, dict], PretrainedConfig]:
     feed-forward LM's window is `model.extra.context_size` (default 4); the n-gram's `model.extra.order`
     (3), `smoothing` (kneser_ney | add_k), `discount`, `add_k`."""
     def build(cfg: ModelConfig, vocab: int, ids: dict) -> PretrainedConfig:
-
         if name == "ngram":  # counted, not trained: no sizes
             return classic.NGramConfig(vocab_size=vocab, **ids)
         kw = dict(vocab_size=vocab, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, dropout=cfg.dropout, **ids)
