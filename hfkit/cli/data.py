@@ -36,7 +36,8 @@ def run_report(args) -> int:
         return 0
     rows = [(label, stats[k]) for k, label in (("documents_loaded", "documents loaded"),
                                                ("removed_by_length", "removed by length"),
-                                               ("removed_duplicates", f"removed duplicates ({stats.get('dedup', '')})"))
+                                               ("removed_duplicates", "removed duplicates"
+                                                + (f" ({stats['dedup']})" if stats.get("dedup") else "")))
             if k in stats]
     for k, m in stats.get("mixture", {}).items():
         rows.append((f"{k}", f"{m['tokens']:,} tokens, drawn {m['drawn_tokens']:,} "
