@@ -36,6 +36,22 @@ def _check_block(recipe, what: str, least: int = 8) -> None:
                          f"{what} (at least {least} tokens)")
 
 
+class NoisingCollator:
+    """Blocks of raw tokens -> (noised input, target) pairs, padded into a batch; examples that carry
+    labels already (validation, noised once) are only padded. Subclasses implement `noise`."""
+    pad: int
+
+    def noise(self, ids: list[int]) -> tuple[list[int], list[int]]:
+        raise NotImplementedError
+
+    def __call__(self, features) -> dict:
+        done = _already_noised(features, self.pad)
+        if done is not None:
+            return done
+        pairs = [self.noise([int(t) for t in f["input_ids"]]) for f in features]
+        return _batch([x for x, _ in pairs], [y for _, y in pairs], self.pad)
+
+
 def _batch(inputs: list[list[int]], labels: list[list[int]], pad_id: int) -> dict:
     ids = _pad(inputs, pad_id)
     mask = torch.zeros_like(ids)
@@ -68,7 +84,7 @@ def sentinel_tokens(n: int) -> list[str]:
     return [f"<extra_id_{i}>" for i in range(n)]
 
 
-class SpanCorruptionCollator:
+class SpanCorruptionCollator(NoisingCollator):
     """Blocks of raw tokens -> T5 inputs (spans replaced by sentinels, + EOS) and targets."""
 
     def __init__(self, tokenizer, noise_density: float, mean_noise_span_length: float, num_sentinels: int):
@@ -76,18 +92,9 @@ class SpanCorruptionCollator:
         self.sentinels = tokenizer.convert_tokens_to_ids(sentinel_tokens(num_sentinels))
         self.eos, self.pad = tokenizer.eos_token_id, tokenizer.pad_token_id
 
-    def __call__(self, features) -> dict:
-        done = _already_noised(features, self.pad)
-        if done is not None:
-            return done
-        inputs, labels = [], []
-        for f in features:
-            ids = [int(t) for t in f["input_ids"]]
-            x, y = span_corrupt(ids, span_noise_mask(len(ids), self.noise_density, self.mean_span), self.sentinels,
-                                self.eos)
-            inputs.append(x)
-            labels.append(y)
-        return _batch(inputs, labels, self.pad)
+    def noise(self, ids: list[int]) -> tuple[list[int], list[int]]:
+        return span_corrupt(ids, span_noise_mask(len(ids), self.noise_density, self.mean_span), self.sentinels,
+                            self.eos)
 
 
 @register
@@ -165,7 +172,7 @@ def sentence_end_table(tokenizer) -> torch.Tensor:
     return ends
 
 
-class DenoisingCollator:
+class DenoisingCollator(NoisingCollator):
     """Blocks of raw tokens -> BART inputs (<s> noised </s>) and targets (<s> original </s>)."""
 
     def __init__(self, tokenizer, cfg: BartDenoiseConfig, max_length: int):
@@ -174,19 +181,11 @@ class DenoisingCollator:
                                                    tokenizer.eos_token_id, tokenizer.pad_token_id)
         self.is_end = sentence_end_table(tokenizer)
 
-    def __call__(self, features) -> dict:
-        done = _already_noised(features, self.pad)
-        if done is not None:
-            return done
-        inputs, labels = [], []
+    def noise(self, ids: list[int]) -> tuple[list[int], list[int]]:
         c = self.cfg
-        for f in features:
-            ids = [int(t) for t in f["input_ids"]]
-            noised, _ = bart_noise(ids, self.mask, self.is_end, c.mask_ratio, c.poisson_lambda, c.permute_sentences,
-                                   c.deletion_ratio)
-            inputs.append([self.bos, *noised[: self.max_length - 2], self.eos])
-            labels.append([self.bos, *ids, self.eos])
-        return _batch(inputs, labels, self.pad)
+        noised, _ = bart_noise(ids, self.mask, self.is_end, c.mask_ratio, c.poisson_lambda, c.permute_sentences,
+                               c.deletion_ratio)
+        return [self.bos, *noised[: self.max_length - 2], self.eos], [self.bos, *ids, self.eos]
 
 
 @register
