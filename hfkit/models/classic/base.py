@@ -44,6 +44,9 @@ class ClassicLM(PreTrainedModel, GenerationMixin):
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def get_input_embeddings(self):
+        return self.embed  # every neural classic LM names its token embedding `embed`
+
     def forward(self, input_ids: torch.Tensor, attention_mask=None, labels: torch.Tensor | None = None, **kwargs):
         logits = self.logits(input_ids)
         loss = None

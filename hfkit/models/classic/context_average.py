@@ -21,9 +21,6 @@ class ContextAverageLM(ClassicLM):
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.embed
-
     def logits(self, input_ids):
         x = self.embed(input_ids)
         counts = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[None, :, None]

@@ -16,8 +16,8 @@ class BigramLM(ClassicLM):
 
     def __init__(self, config: BigramConfig):
         super().__init__(config)
-        self.table = nn.Embedding(config.vocab_size, config.vocab_size)
+        self.embed = nn.Embedding(config.vocab_size, config.vocab_size)  # row t: the logits after token t
         self.post_init()
 
     def logits(self, input_ids):
-        return self.table(input_ids)
+        return self.embed(input_ids)

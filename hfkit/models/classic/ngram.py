@@ -50,6 +50,9 @@ class NGramLM(ClassicLM):
         self._tables = None
         self.post_init()
 
+    def get_input_embeddings(self):
+        return None  # counts only: no embedding
+
     @property
     def dtype(self) -> torch.dtype:  # no parameters: counts only
         return torch.float32

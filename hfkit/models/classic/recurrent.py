@@ -31,9 +31,6 @@ class RecurrentLM(ClassicLM):
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.embed
-
     def logits(self, input_ids):
         out, _ = self.rnn(self.embed(input_ids))
         return self.head(out)

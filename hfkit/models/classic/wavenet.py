@@ -37,9 +37,6 @@ class WaveNetLM(ClassicLM):
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.embed
-
     def logits(self, input_ids):
         x = self.embed(input_ids).transpose(1, 2)
         for layer in self.layers:

@@ -25,9 +25,6 @@ class WindowFfnLM(ClassicLM):
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.embed
-
     def logits(self, input_ids):
         k = self.config.context_size
         x = F.pad(self.embed(input_ids), (0, 0, k - 1, 0))  # k-1 zero vectors before the first token
