@@ -69,13 +69,19 @@ def deduplicate(ds: Dataset, mode: str, num_proc: int | None = None) -> tuple[Da
         return ds, 0
     keyed = ds.map(_dedup_keys, batched=True, fn_kwargs={"normalized": mode == "normalized"},
                    num_proc=num_proc, desc=f"dedup ({mode})")
-    seen: set[str] = set()
+    keep = first_occurrences(keyed["_key"])
+    return ds.select(keep), len(ds) - len(keep)
+
+
+def first_occurrences(keys) -> list[int]:
+    """Indices of the first item of every group of equal keys, in order."""
+    seen: set = set()
     keep = []
-    for i, k in enumerate(keyed["_key"]):
+    for i, k in enumerate(keys):
         if k not in seen:
             seen.add(k)
             keep.append(i)
-    return ds.select(keep), len(ds) - len(keep)
+    return keep
 
 
 def filter_length(ds: Dataset, min_chars: int = 1, max_chars: int | None = None,

@@ -12,7 +12,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, Sequence, concatenate_datasets
 
 from ..errors import HfkitError
-from .corpus import DataConfig, split_indices
+from .corpus import DataConfig, first_occurrences, split_indices
 from .sources import load_records, quiet_datasets, source_label, source_where
 
 
@@ -22,6 +22,7 @@ class Records:
     validation: Dataset | None
     stats: dict
     text_columns: list[str] = field(default_factory=list)  # the columns holding text (set by the task)
+    labels: list[str] = field(default_factory=list)  # the label list, checked against every record (set by the task)
 
 
 def class_names(ds: Dataset, column: str) -> list[str] | None:
@@ -74,10 +75,7 @@ def load_labelled_records(data: DataConfig, fields: list[str], seed: int, group_
     if len(everything) == 0:
         raise HfkitError("data: no records")
     keys = [json.dumps([r[f] for f in fields], sort_keys=True, default=str) for r in everything.select_columns(fields)]
-    first = {}
-    for i, k in enumerate(keys):
-        first.setdefault(k, i)
-    keep = sorted(first.values()) if data.dedup != "none" else list(range(len(everything)))
+    keep = first_occurrences(keys) if data.dedup != "none" else list(range(len(everything)))  # exact duplicates
     n_dup = len(everything) - len(keep)
     everything = everything.select(keep)
     if group_field:

@@ -105,7 +105,7 @@ class SequenceClassification(LabelledTask):
     def prepare(self, recipe: "Recipe", tokenizer, model, records, seed: int) -> Prepared:
         cfg = recipe.task_config
         regression = cfg.problem_type == "regression"
-        labels = self.labels(recipe, records)
+        labels = records.labels
         label2id = {name: i for i, name in enumerate(labels)}
         keep_types = keeps_token_types(model)
 

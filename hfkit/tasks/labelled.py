@@ -33,6 +33,9 @@ class LabelledTask(Task):
         """The label names each record carries (several for token tags)."""
         raise NotImplementedError
 
+    def check_records(self, cfg, ds) -> None:
+        """The task's own checks of every record (shapes, offsets), naming the source and record."""
+
     def reshape(self, ds, where: str):
         """A source in another layout -> records with `fields` (e.g. nested SQuAD JSON)."""
         return ds
@@ -64,6 +67,10 @@ class LabelledTask(Task):
         records = load_labelled_records(recipe.data, self.fields(cfg), seed, cfg.group_field, self.section,
                                         reshape=self.reshape)
         records.text_columns = self.text_columns(cfg)
+        for ds in (records.train, records.validation):  # every record, before the tokenizer and the model
+            if ds is not None:
+                self.check_records(cfg, ds)
+        records.labels = self.labels(recipe, records)
         return records
 
     def tokenizer_texts(self, records: Records):
@@ -98,7 +105,7 @@ class LabelledTask(Task):
         return labels
 
     def model_overrides(self, recipe: "Recipe", data: Any, tokenizer) -> dict:
-        labels = self.labels(recipe, data)
+        labels = data.labels if data is not None else self.labels(recipe, None)
         out = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                "label2id": {name: i for i, name in enumerate(labels)}}
         if tokenizer is not None:

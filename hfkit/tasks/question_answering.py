@@ -216,6 +216,9 @@ class ExtractiveQA(LabelledTask):
     def reshape(self, ds, where: str):
         return flatten_squad(ds, where)
 
+    def check_records(self, cfg: QaConfig, ds) -> None:
+        check_answers(ds, cfg)
+
     def labels(self, recipe: "Recipe", records) -> list[str]:
         return ["start", "end"]  # no label list: the head scores start and end positions
 
@@ -225,9 +228,6 @@ class ExtractiveQA(LabelledTask):
     def prepare(self, recipe: "Recipe", tokenizer, model, records, seed: int) -> Prepared:
         cfg = recipe.task_config
         require_fast(tokenizer, "task extractive_qa")
-        for ds in (records.train, records.validation):
-            if ds is not None:
-                check_answers(ds, cfg)
         keep_types = keeps_token_types(model)
 
         def features(ds, for_eval: bool):

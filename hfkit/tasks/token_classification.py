@@ -114,10 +114,7 @@ class TokenClassification(LabelledTask):
     def prepare(self, recipe: "Recipe", tokenizer, model, records, seed: int) -> Prepared:
         cfg = recipe.task_config
         require_fast(tokenizer, "task token_classification")
-        for ds in (records.train, records.validation):
-            if ds is not None:
-                self.check_records(cfg, ds)
-        labels = self.labels(recipe, records)
+        labels = records.labels
         label2id = {name: i for i, name in enumerate(labels)}
         b_to_i = {i: label2id["I-" + name[2:]] for i, name in enumerate(labels)
                   if name.startswith("B-") and "I-" + name[2:] in label2id}
