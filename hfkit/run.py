@@ -182,6 +182,10 @@ def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None
     from .io import is_main_rank
 
     if not isinstance(recipe, Recipe):
+        from .sweep import is_sweep, train_sweep
+
+        if is_sweep(recipe):  # several runs (hfkit.sweep): returns their comparison
+            return train_sweep(recipe, overrides, quiet)
         recipe = load_recipe(recipe, overrides)
     task = get_task(recipe.task)
     main_rank = is_main_rank()  # the other ranks of a launched run leave the folder to rank 0
@@ -249,6 +253,7 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
                                              compute_metrics=prepared.compute_metrics,
                                              preprocess_logits_for_metrics=prepared.preprocess_logits_for_metrics)
     trainer.perplexity_from_loss = prepared.loss_is_token_nll
+    trainer.chars_per_token = prepared.chars_per_token
     n_params = sum(p.numel() for p in model.parameters())
     main_process = trainer.is_world_process_zero()  # evaluation by generation, sampling and writing: once
     show = main_process and not quiet
@@ -261,6 +266,7 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         train_out = _count(model, prepared.train)
     else:
         train_out = _train_until_done_or_stopped(trainer, resume, stopper, plan, out)
+        _add_throughput(train_out.metrics, trainer)
     metrics["train"] = train_out.metrics
     if first_eval.metrics is not None:
         metrics["eval_before"] = first_eval.metrics
@@ -316,8 +322,22 @@ def _count(model, train):
     model.fit_counts(train["input_ids"])
     seconds = round(time.time() - t0, 2)
     tokens = sum(len(x) for x in train["input_ids"])
-    return TrainOutput(0, 0.0, {"train_runtime": seconds, "counted_tokens": tokens,
+    return TrainOutput(0, 0.0, {"train_runtime": seconds, "train_tokens": tokens,
+                                "train_tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
                                 "counted_ngrams": int(model.config.num_ngrams)})
+
+
+def _add_throughput(train_metrics: dict, trainer) -> None:
+    """Tokens trained on (padding not counted) and tokens per second of training, the time spent in
+    evaluations during training left out."""
+    tokens = trainer.state.num_input_tokens_seen - getattr(trainer, "_initial_num_input_tokens_seen", 0)
+    if not tokens or not train_metrics.get("train_runtime"):
+        return
+    first = getattr(trainer, "_initial_global_step", 0)  # a resumed run: only this session's evaluations
+    evaluating = sum(h.get("eval_runtime", 0.0) for h in trainer.state.log_history if h.get("step", 0) >= first)
+    seconds = max(train_metrics["train_runtime"] - evaluating, 1e-9)
+    train_metrics["train_tokens"] = int(tokens)
+    train_metrics["train_tokens_per_second"] = round(tokens / seconds, 1)
 
 
 def _train_until_done_or_stopped(trainer, resume: str | None, stopper, plan, out: Path):

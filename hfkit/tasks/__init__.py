@@ -36,6 +36,7 @@ class Prepared:
     compute_metrics: Callable | None = None  # Trainer's, for validation metrics beyond the loss
     preprocess_logits_for_metrics: Callable | None = None
     loss_is_token_nll: bool = True  # the loss is a mean token NLL: exp(loss) is logged as perplexity
+    chars_per_token: float | None = None  # validation characters per scored token (bits/char is logged when set)
 
 
 class Task:

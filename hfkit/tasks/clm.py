@@ -70,3 +70,18 @@ class CausalLM(PackedTextTask):
 
     def collator(self, recipe, tokenizer):
         return packed_lm_collator  # labels = inputs; the model shifts them
+
+    def examples(self, recipe, tokenizer, corpus: Corpus, seed: int) -> Prepared:
+        prepared = super().examples(recipe, tokenizer, corpus, seed)
+        if prepared.validation is not None:
+            prepared.chars_per_token = chars_per_scored_token(prepared.validation["input_ids"], tokenizer)
+            prepared.stats["validation_chars_per_token"] = round(prepared.chars_per_token, 4)
+        return prepared
+
+
+def chars_per_scored_token(blocks, tokenizer) -> float:
+    """Characters of text per scored token of the validation blocks (every token of a block but its
+    first is a target): loss / ln 2 / this = bits per character, which does not depend on the tokenizer."""
+    chars = sum(len(tokenizer.decode(list(b[1:]), skip_special_tokens=True)) for b in blocks)
+    tokens = sum(len(b) - 1 for b in blocks)
+    return chars / max(tokens, 1)

@@ -24,6 +24,7 @@ TRAINING_DEFAULTS = {
     "seed": 42,
     "ddp_find_unused_parameters": False,  # every parameter takes part in the loss; True costs a graph walk per step
     "dataloader_pin_memory": False,  # set per run: only useful (and warning-free) with a GPU
+    "include_num_input_tokens_seen": "non_padding",  # tokens trained on, for tokens/s in every run's metrics
 }
 # keys of the training section that hfkit handles itself (not passed to TrainingArguments)
 HFKIT_KEYS = {"overwrite_output_dir": bool}

@@ -29,6 +29,7 @@ class AtomicCheckpoints:
 
     _staging = False
     perplexity_from_loss = True  # false where the loss is not a token NLL (MLM + NSP)
+    chars_per_token: float | None = None  # validation characters per scored token: bits/char, comparable across tokenizers
 
     def __init__(self, *args, **kwargs):
         model = kwargs.get("model") if "model" in kwargs else (args[0] if args else None)
@@ -87,6 +88,8 @@ class AtomicCheckpoints:
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         for key in [k for k in logs if k.endswith("eval_loss") and self.perplexity_from_loss]:
             logs[key[: -len("loss")] + "perplexity"] = math.exp(min(logs[key], 50.0))
+            if self.chars_per_token:
+                logs[key[: -len("loss")] + "bits_per_char"] = logs[key] / math.log(2) / self.chars_per_token
         super().log(logs, *args, **kwargs)
 
 
