@@ -133,3 +133,22 @@ def test_training_an_ngram_recipe_counts_saves_and_beats_the_unigram_floor(tmp_p
     vocab = 400  # tokenizer.vocab_size of the tiny recipe
     assert runs[1]["eval_after"]["eval_perplexity"] < vocab  # counted unigrams beat the uniform distribution
     assert runs[3]["eval_after"]["eval_perplexity"] < runs[1]["eval_after"]["eval_perplexity"]  # context helps
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_recurrent_generation_carries_its_state_and_equals_rereading_the_sequence(cell):
+    """generate() with the recurrent state (one cell step per new token) gives the very tokens of
+    generate() re-reading the whole sequence every step, greedy and with beam search."""
+    model = _model(cell).eval()
+    x = torch.randint(3, 40, (2, 5), generator=torch.Generator().manual_seed(3))
+    widths = []
+    hook = model.rnn.register_forward_hook(lambda mod, args, out: widths.append(args[0].shape[1]))
+    for kw in ({"do_sample": False}, {"num_beams": 3, "do_sample": False}):
+        widths.clear()
+        cached = model.generate(x, max_new_tokens=10, min_new_tokens=10, use_cache=True, pad_token_id=0, **kw)
+        assert widths[0] == 5 and set(widths[1:]) == {1}  # the prompt once, then one token per step
+        widths.clear()
+        reread = model.generate(x, max_new_tokens=10, min_new_tokens=10, use_cache=False, pad_token_id=0, **kw)
+        assert widths == list(range(5, 15))
+        assert torch.equal(cached, reread)
+    hook.remove()

@@ -1,7 +1,8 @@
 """What every classic LM shares: a `PreTrainedModel` + `GenerationMixin` whose forward maps token ids to
 next-token logits (and the shifted cross-entropy loss), so Trainer, perplexity, `generate()`, saving
-and `AutoModelForCausalLM.from_pretrained` work on it unchanged. No KV cache: `generate()` re-reads
-the sequence each step (these models are small; the RNN could carry its state, not done yet)."""
+and `AutoModelForCausalLM.from_pretrained` work on it unchanged. No KV cache here: `generate()`
+re-reads the sequence each step (these models are small); the recurrent LMs carry their state instead
+(recurrent.py)."""
 from __future__ import annotations
 
 import torch

@@ -1,8 +1,13 @@
 """Recurrent LMs: an Elman RNN, LSTM or GRU (`cell`) over the embeddings, its state projected to
-next-token logits."""
+next-token logits. `generate()` carries the state from step to step (`RecurrentState`, the
+recurrent counterpart of a KV cache): each new token costs one step of the cell, not a re-read."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 from torch import nn
+from transformers.modeling_outputs import CausalLMOutput
 
 from .base import ClassicConfig, ClassicLM
 
@@ -20,6 +25,23 @@ class RecurrentConfig(ClassicConfig):
         self.cell = cell
 
 
+class RecurrentState:
+    """The cell's state after the first `length` tokens (h, or (h, c) for the LSTM; batch in dim 1).
+    `reorder_cache` is what beam search calls to follow the surviving beams."""
+
+    def __init__(self, state, length: int):
+        self.state, self.length = state, length
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        pick = lambda s: s.index_select(1, beam_idx.to(s.device))  # noqa: E731
+        self.state = tuple(map(pick, self.state)) if isinstance(self.state, tuple) else pick(self.state)
+
+
+@dataclass
+class RecurrentLMOutput(CausalLMOutput):
+    cache: RecurrentState | None = None  # generate() hands it back on the next step (transformers' "cache")
+
+
 class RecurrentLM(ClassicLM):
     config_class = RecurrentConfig
 
@@ -34,3 +56,20 @@ class RecurrentLM(ClassicLM):
     def logits(self, input_ids):
         out, _ = self.rnn(self.embed(input_ids))
         return self.head(out)
+
+    def forward(self, input_ids, attention_mask=None, labels=None, cache: RecurrentState | None = None,
+                use_cache: bool | None = None, **kwargs):
+        if not use_cache and cache is None:
+            return super().forward(input_ids, attention_mask=attention_mask, labels=labels)
+        # input_ids: the tokens after the `cache.length` already read (all of them on the first step)
+        out, state = self.rnn(self.embed(input_ids), cache.state if cache is not None else None)
+        length = (cache.length if cache is not None else 0) + input_ids.shape[1]
+        return RecurrentLMOutput(logits=self.head(out), cache=RecurrentState(state, length))
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, cache: RecurrentState | None = None,
+                                      use_cache: bool | None = True, **kwargs):
+        if not use_cache:
+            return {"input_ids": input_ids, "attention_mask": attention_mask}
+        if cache is not None:
+            input_ids = input_ids[:, cache.length:]
+        return {"input_ids": input_ids, "cache": cache, "use_cache": True}
