@@ -167,6 +167,14 @@ def _read_tree(p: Path, seen: set[Path]) -> dict:
     return deep_merge(_read_tree(base_path, seen | {p.resolve()}), tree)
 
 
+def flat_keys(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} and {"a.b": 1} alike -> {"a.b": 1} (lists are values)."""
+    out = {}
+    for k, v in tree.items():
+        out.update(flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
 def deep_merge(base: dict, over: dict) -> dict:
     """Mappings merge key by key; any other value (lists included) is replaced."""
     out = dict(base)
@@ -301,6 +309,9 @@ def build_recipe(tree: dict) -> Recipe:
             kwargs[key] = build_dataclass(cls, value, key) if cls else value
         elif task.section and key == task.section:
             kwargs["task_config"] = build_dataclass(task.config_class, value, key)
+        elif key == "sweep":
+            raise HfkitError("recipe key 'sweep': this recipe is a sweep (several runs, hfkit.sweep); run it with "
+                             "`hfkit train`, or take one run's folder under its output_dir")
         elif key in _section_names():
             owner = next(t.name for t in TASKS.values() if t.section == key)
             raise HfkitError(f"recipe key '{key}' is the section of task {owner}; this recipe's task is {task_name}")

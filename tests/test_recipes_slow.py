@@ -36,3 +36,18 @@ def test_task_head_recipes_learn_as_shipped(recipe, key, floor, tmp_path):
     assert main(["train", recipe, f"output_dir={out}", "--json"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["eval_after"][key] > floor and m["eval_after"][key] > m["eval_before"][key] + 20
+
+
+@pytest.mark.slow
+def test_compare_lms_as_shipped_ranks_every_model_against_the_unigram_floor(tmp_path):
+    """The whole comparison (22 runs, ~12 minutes on 2 cores): every model but the context average
+    beats its tokenizer's unigram model clearly, and bits per character put both tokenizers on one scale."""
+    out = tmp_path / "compare"
+    assert main(["train", "compare_lms", f"output_dir={out}", "--json"]) == 0
+    rows = {r["run"]: r for r in json.loads((out / "comparison.json").read_text())["runs"]}
+    assert len(rows) == 22
+    for name, r in rows.items():
+        if not name.endswith(("unigram", "context_average")):
+            assert r["vs_baseline"] > 1.5, name
+    for tok in ("char", "bpe"):
+        assert rows[f"{tok}-kn5"]["bits_per_char"] < rows[f"{tok}-unigram"]["bits_per_char"] - 1

@@ -42,6 +42,12 @@ def run_train(args) -> int:
         from ..run import output_plan
         from ..training.launch import check_launch, launch
 
+        from ..errors import HfkitError
+        from ..sweep import is_sweep
+
+        if is_sweep(args.recipe):
+            raise HfkitError(f"{args.recipe} is a sweep: its runs train one after another in this process; "
+                             "--num-processes and --accelerate-config are for a single run")
         # validated once here: one clear error, not one per process
         check_launch(args)
         recipe = load_recipe(args.recipe, args.overrides)
