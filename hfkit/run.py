@@ -233,6 +233,7 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     from .io import atomic_write_text, write_json
     from .training.callbacks import FirstEval, GracefulStop, JsonlLogger
     from .training.checkpoints import model_signature, resolve_resume
+    from .training.compute import ComputeLogger, cost_metrics, flops_per_token, peak_flops, run_dtype
 
     recipe, args, model, prepared = job.recipe, job.args, job.model, job.prepared
     out = Path(args.output_dir)
@@ -246,10 +247,14 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         log_path.unlink(missing_ok=True)
     atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
     stopper, first_eval = GracefulStop(), FirstEval()
+    fpt = flops_per_token(model, job.task.sequence_length(recipe)[0])
+    peak, peak_source = peak_flops(run_dtype(args)) if fpt else (None, "")
+    peak = peak * args.world_size if peak else None  # every process's device
     trainer = job.task.trainer_class(model)(model=model, args=args, train_dataset=prepared.train,
                                              eval_dataset=prepared.validation, data_collator=prepared.collator,
                                              processing_class=job.tokenizer,
-                                             callbacks=[JsonlLogger(log_path), stopper, first_eval],
+                                             callbacks=[ComputeLogger(fpt, peak), JsonlLogger(log_path), stopper,
+                                                        first_eval],
                                              compute_metrics=prepared.compute_metrics,
                                              preprocess_logits_for_metrics=prepared.preprocess_logits_for_metrics)
     trainer.perplexity_from_loss = prepared.loss_is_token_nll
@@ -266,7 +271,10 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         train_out = _count(model, prepared.train)
     else:
         train_out = _train_until_done_or_stopped(trainer, resume, stopper, plan, out)
-        _add_throughput(train_out.metrics, trainer)
+        train_out.metrics.pop("flops", None)  # the log line's running count (ComputeLogger); train_flops below
+        seconds = _add_throughput(train_out.metrics, trainer)
+        if seconds:
+            train_out.metrics.update(cost_metrics(fpt, train_out.metrics["train_tokens"], seconds, peak, peak_source))
     metrics["train"] = train_out.metrics
     if first_eval.metrics is not None:
         metrics["eval_before"] = first_eval.metrics
@@ -327,17 +335,18 @@ def _count(model, train):
                                 "counted_ngrams": int(model.config.num_ngrams)})
 
 
-def _add_throughput(train_metrics: dict, trainer) -> None:
+def _add_throughput(train_metrics: dict, trainer) -> float | None:
     """Tokens trained on (padding not counted) and tokens per second of training, the time spent in
-    evaluations during training left out."""
+    evaluations during training left out; returns that time."""
     tokens = trainer.state.num_input_tokens_seen - getattr(trainer, "_initial_num_input_tokens_seen", 0)
     if not tokens or not train_metrics.get("train_runtime"):
-        return
+        return None
     first = getattr(trainer, "_initial_global_step", 0)  # a resumed run: only this session's evaluations
     evaluating = sum(h.get("eval_runtime", 0.0) for h in trainer.state.log_history if h.get("step", 0) >= first)
     seconds = max(train_metrics["train_runtime"] - evaluating, 1e-9)
     train_metrics["train_tokens"] = int(tokens)
     train_metrics["train_tokens_per_second"] = round(tokens / seconds, 1)
+    return seconds
 
 
 def _train_until_done_or_stopped(trainer, resume: str | None, stopper, plan, out: Path):
@@ -413,8 +422,16 @@ def _print_summary(metrics: dict, out: Path) -> None:
         b = metrics["icl_before"][name]
         rows += [(f"icl {name} {k} before -> after", f"{b[k]:.1f} -> {a[k]:.1f}") for k in ("acc", "acc_norm", "exact_match")
                  if k in a]
-    rows += [("train loss (mean)", metrics["train"].get("train_loss")),
-             ("train time (s)", metrics["train"].get("train_runtime")), ("output", str(out))]
+    t = metrics["train"]
+    rows += [("train loss (mean)", t.get("train_loss")), ("train time (s)", t.get("train_runtime"))]
+    if t.get("train_tokens_per_second"):
+        rows.append(("tokens/s (training)", f"{t['train_tokens_per_second']:,.0f}"))
+    if t.get("train_flops"):
+        rows.append(("train FLOPs", f"{t['train_flops']:.3g} ({t['train_flops_per_token']:.3g} per token)"))
+    if t.get("utilisation") is not None:
+        rows.append(("FLOP/s, utilisation", f"{t['train_flops_per_second']:.3g}, {t['utilisation']:.1%} of the "
+                                            f"{t['peak_source']} peak {t['peak_flops_per_second']:.3g}"))
+    rows.append(("output", str(out)))
     print_table("hfkit results", rows)
     for s in metrics.get("samples", []):
         for o in s["outputs"]:

@@ -9,10 +9,12 @@ from .common import add_json, emit
 def register(sub) -> None:
     dr = sub.add_parser("doctor", help="versions, devices, offline state, caches, whether a Hub token is set")
     add_json(dr)
-    dr.set_defaults(handler=lambda args: emit(doctor(), args.json, "hfkit doctor") or 0)
+    dr.add_argument("--peak", action="store_true", help="measure this device's matmul FLOP/s (fp32 and bf16) and "
+                                                        "cache them: the peak runs report utilisation against")
+    dr.set_defaults(handler=lambda args: emit(doctor(args.peak), args.json, "hfkit doctor") or 0)
 
 
-def doctor() -> dict:
+def doctor(peak: bool = False) -> dict:
     """The stack's versions, devices, offline state, caches; the Hub token's presence (never its value)."""
     import importlib.metadata as md
     import platform
@@ -36,4 +38,10 @@ def doctor() -> dict:
     info["hub_cache"] = str(constants.HF_HUB_CACHE)
     info["datasets_cache"] = os.environ.get("HF_DATASETS_CACHE") or os.path.join(constants.HF_HOME, "datasets")
     info["hub_token"] = "present" if get_token() else "absent"
+    if peak:
+        from ..training.compute import peak_flops
+
+        for dtype in ("float32", "bfloat16"):
+            value, source = peak_flops(dtype, refresh=True)
+            info[f"peak_flops_{dtype}"] = f"{value:.3g} ({source})"
     return info

@@ -1,0 +1,78 @@
+"""Training cost (hfkit.training.compute): FLOPs per token against hand counts, and every run's
+FLOPs, FLOP/s and utilisation consistent with its tokens and time."""
+import pytest
+import torch
+
+
+def test_gpt2_flops_per_token_equal_a_hand_count():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hfkit.training.compute import flops_per_token
+
+    d, layers, heads, vocab, T = 64, 3, 4, 100, 32
+    model = GPT2LMHeadModel(GPT2Config(n_embd=d, n_layer=layers, n_head=heads, vocab_size=vocab, n_positions=T))
+    # per block: 2 layer norms (2d each), qkv (d x 3d + 3d), attention out (d x d + d), MLP (d x 4d + 4d, 4d x d + d)
+    per_block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d)
+    n = layers * per_block + 2 * d  # + the final layer norm; token/position tables and the tied head: not counted
+    assert flops_per_token(model, T) == 6 * n + 12 * layers * d * T
+
+
+def test_an_untied_output_head_counts_and_a_classic_lm_has_no_attention_term():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hfkit.training.compute import flops_per_token, non_embedding_parameters
+
+    d, inter, layers, vocab = 32, 96, 2, 50
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=d, intermediate_size=inter, num_hidden_layers=layers,
+                                         num_attention_heads=4, num_key_value_heads=4, vocab_size=vocab,
+                                         tie_word_embeddings=False))
+    n = layers * (4 * d * d + 3 * d * inter + 2 * d) + d + vocab * d  # q,k,v,o; gate, up, down; 2 norms; final norm; head
+    assert non_embedding_parameters(model) == n
+    assert flops_per_token(model, 16) == 6 * n + 12 * layers * d * 16
+
+    from hfkit.models import ModelConfig, model_config
+
+    class Tok:
+        bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+        def __len__(self):
+            return 40
+
+    from transformers import AutoModelForCausalLM
+
+    lstm = AutoModelForCausalLM.from_config(model_config(ModelConfig(architecture="lstm", hidden_size=16), Tok()))
+    total = sum(p.numel() for p in lstm.parameters())
+    assert flops_per_token(lstm, 128) == 6 * (total - 40 * 16)  # everything but the embedding table, no attention
+
+
+def test_a_runs_flops_and_utilisation_follow_from_its_tokens_time_and_the_peak(tiny_run):
+    from transformers import AutoModelForCausalLM
+
+    from hfkit.training.compute import flops_per_token, peak_flops
+
+    out, metrics = tiny_run
+    t = metrics["train"]
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert t["train_flops_per_token"] == flops_per_token(model, 32)
+    assert t["train_flops"] == t["train_flops_per_token"] * t["train_tokens"]
+    seconds = t["train_tokens"] / t["train_tokens_per_second"]
+    assert t["train_flops_per_second"] == pytest.approx(t["train_flops"] / seconds, rel=1e-3)
+    assert t["utilisation"] == pytest.approx(t["train_flops_per_second"] / t["peak_flops_per_second"])
+    assert 0 < t["utilisation"] < 1
+    assert peak_flops("float32") == (t["peak_flops_per_second"], "cached measurement")  # measured once, then cached
+    logged = [line for line in (out / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert logged and all('"flops"' in line and '"utilisation"' in line for line in logged)
+
+
+def test_the_measured_peak_is_a_matmul_rate():
+    from hfkit.training.compute import measure_peak
+
+    rate = measure_peak("float32", size=256, seconds=0.2)
+    a = torch.randn(256, 256)
+    import time
+
+    t0 = time.perf_counter()
+    for _ in range(20):
+        a @ a
+    plain = 20 * 2 * 256 ** 3 / (time.perf_counter() - t0)
+    assert rate >= 0.5 * plain  # the best of its timings is no slower than an average one, give or take noise
