@@ -37,7 +37,7 @@ OWN_ENTRIES = {
               "chat_template.jinja", "vocab.*", "merges.txt", "added_tokens.json", "spiece.model"],
     "tokenizer": ["tokenizer*", "special_tokens_map.json", "hfkit_tokenizer.json", "vocab.*", "merges.txt",
                   "added_tokens.json", "chat_template.jinja"],
-    "sweep": ["comparison.json", "comparison.md", "comparison.png"],  # + its runs' folders (listed in the marker)
+    "sweep": ["comparison.json", "comparison.md", "comparison.png", "scaling_fit.json", "scaling_fit.png"],  # + its runs' folders (listed in the marker)
     "merge": ["*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json", "tokenizer*",
               "special_tokens_map.json", "chat_template.jinja", "vocab.*", "merges.txt", "added_tokens.json"],
 }

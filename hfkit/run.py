@@ -233,7 +233,8 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     from .io import atomic_write_text, write_json
     from .training.callbacks import FirstEval, GracefulStop, JsonlLogger
     from .training.checkpoints import model_signature, resolve_resume
-    from .training.compute import ComputeLogger, cost_metrics, flops_per_token, peak_flops, run_dtype
+    from .training.compute import (ComputeLogger, cost_metrics, flops_per_token, non_embedding_parameters, peak_flops,
+                                   run_dtype)
 
     recipe, args, model, prepared = job.recipe, job.args, job.model, job.prepared
     out = Path(args.output_dir)
@@ -264,7 +265,8 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     show = main_process and not quiet
     if show:
         _print_overview(job, n_params)
-    metrics: dict = {"parameters": n_params, "world_size": args.world_size, "data": prepared.stats}
+    metrics: dict = {"parameters": n_params, "non_embedding_parameters": non_embedding_parameters(model),
+                     "world_size": args.world_size, "data": prepared.stats}
     if main_process:
         metrics.update(_held_out_scores(job, "before", show))
     if hasattr(model, "fit_counts"):  # a count-based model (n-gram): counted from the training data, no steps

@@ -28,7 +28,8 @@ from .errors import HfkitError
 
 KIND = "sweep"
 COLUMNS = [  # (key in a row, header, format)
-    ("parameters", "parameters", "{:,}"), ("validation_perplexity", "val ppl", "{:.2f}"),
+    ("parameters", "parameters", "{:,}"), ("non_embedding_parameters", "N (no emb.)", "{:,}"),
+    ("train_flops", "FLOPs", "{:.3g}"), ("validation_loss", "val loss", "{:.4f}"), ("validation_perplexity", "val ppl", "{:.2f}"),
     ("bits_per_char", "bits/char", "{:.3f}"), ("vs_baseline", "vs baseline", "{:.2f}x"),
     ("train_seconds", "train s", "{:.1f}"), ("tokens_per_second", "tokens/s", "{:,.0f}")]
 
@@ -140,6 +141,7 @@ def train_sweep(path, overrides: list[str] | dict | None = None, quiet: bool = F
     lock = outputs.FolderLock(out, "recipe key 'training.output_dir'")
     try:
         outputs.write_marker(out, KIND, state="running", recipe=str(path), hfkit=__version__)
+        earlier = _earlier_rows(out, runs)  # runs of another grid in this folder: kept in the table
         results = {}
         for i, run in enumerate(runs):
             if run.reuse:
@@ -149,15 +151,28 @@ def train_sweep(path, overrides: list[str] | dict | None = None, quiet: bool = F
                     print(f"\n=== sweep run {i + 1}/{len(runs)}: {run.name} ===")
                 results[run.name] = train(run.recipe, quiet=quiet)
             report = comparison(runs, results, cfg.baseline)
+            report["runs"] = earlier + report["runs"]
             write_comparison(report, out, list(cfg.grid))
-        outputs.write_marker(out, KIND, state="finished", files=sorted(["comparison.json", "comparison.md", "comparison.png",
-                                                      *(r.name for r in runs)]))
+        own = (outputs.read_marker(out) or {}).get("files", [])
+        outputs.write_marker(out, KIND, state="finished", files=sorted({*own, "comparison.json", "comparison.md",
+                                                                       "comparison.png", *(r.name for r in runs)}))
     finally:
         lock.release()
     if not quiet:
         print_comparison(report)
         print(f"\ncomparison: {out / 'comparison.md'} (and .json, .png)")
     return report
+
+
+def _earlier_rows(out: Path, runs: list[SweepRun]) -> list[dict]:
+    """Rows of the folder's table from an earlier sweep with another grid (`hfkit scaling sweep` adds
+    sizes and budgets to one table), for runs still there and not in this grid."""
+    try:
+        rows = json.loads((out / "comparison.json").read_text(encoding="utf-8")).get("runs", [])
+    except (OSError, ValueError):
+        return []
+    names = {r.name for r in runs}
+    return [r for r in rows if isinstance(r, dict) and r.get("run") not in names and (out / str(r.get("run"))).is_dir()]
 
 
 def _finished_with(run: SweepRun) -> bool:
@@ -197,7 +212,8 @@ def _refuse_changed(run: SweepRun) -> None:
 def row(metrics: dict) -> dict:
     """One run's figures: size, validation perplexity and bits per character, time and throughput."""
     after, train = metrics.get("eval_after", {}), metrics.get("train", {})
-    return {"parameters": metrics.get("parameters"), "validation_loss": after.get("eval_loss"),
+    return {"parameters": metrics.get("parameters"), "non_embedding_parameters": metrics.get("non_embedding_parameters"),
+            "train_flops": train.get("train_flops"), "validation_loss": after.get("eval_loss"),
             "validation_perplexity": after.get("eval_perplexity"), "bits_per_char": after.get("eval_bits_per_char"),
             "train_seconds": train.get("train_runtime"), "tokens_per_second": train.get("train_tokens_per_second"),
             "train_tokens": train.get("train_tokens")}
@@ -235,7 +251,7 @@ def markdown(report: dict) -> str:
     lines = ["| " + " | ".join([*axes, *(h for _, h, _ in cols)]) + " |",
              "|" + "---|" * (len(axes) + len(cols))]
     for r in report["runs"]:
-        lines.append("| " + " | ".join([*(str(r[a]) for a in axes), *(_fmt(r.get(k), f) for k, _, f in cols)]) + " |")
+        lines.append("| " + " | ".join([*(str(r.get(a, "-")) for a in axes), *(_fmt(r.get(k), f) for k, _, f in cols)]) + " |")
     if report["baseline"]:
         which = ", ".join(f"{a}={c}" for a, c in report["baseline"].items())
         lines.append(f"\nvs baseline: the perplexity of the run with {which} (same other axes) / this run's; "
@@ -266,11 +282,11 @@ def plot_comparison(report: dict, path: Path) -> None:
     key, label = (("bits_per_char", "validation bits per character") if all(r.get("bits_per_char") for r in rows)
                   else ("validation_perplexity", "validation perplexity"))
     axes = report["axes"]
-    groups = list(dict.fromkeys(r[axes[0]] for r in rows)) if len(axes) > 1 else [None]
+    groups = list(dict.fromkeys(r.get(axes[0]) for r in rows)) if len(axes) > 1 else [None]
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.4), dpi=100)
     y, ticks, labels = 0, [], []
     for g, colour in zip(groups, itertools.cycle(["C0", "C1", "C2", "C3"])):
-        members = [r for r in rows if g is None or r[axes[0]] == g]
+        members = [r for r in rows if g is None or r.get(axes[0]) == g]
         base = next((r for r in rows if r["run"] == members[0].get("baseline")), None)
         if base is not None:  # the floor: a bar beyond this line is worse than the baseline
             ax.vlines(base[key], y - 0.5, y + len(members) - 0.5, colors="k", linestyles="dashed", linewidth=1,
@@ -279,7 +295,7 @@ def plot_comparison(report: dict, path: Path) -> None:
             ax.barh(y, r[key], color=colour, label=g if r is members[0] and g else None)
             ax.text(r[key], y, f" {r[key]:.3g}", va="center", fontsize=8)
             ticks.append(y)
-            labels.append("-".join(str(r[a]) for a in axes[1:]) if g is not None else r["run"])
+            labels.append("-".join(str(r.get(a, "-")) for a in axes[1:]) if g is not None else r["run"])
             y += 1
         y += 0.6
     ax.set_yticks(ticks, labels, fontsize=8)
@@ -305,5 +321,5 @@ def print_comparison(report: dict) -> None:
     for h in [*axes, *(h for _, h, _ in cols)]:
         table.add_column(h)
     for r in report["runs"]:
-        table.add_row(*(str(r[a]) for a in axes), *(_fmt(r.get(k), f) for k, _, f in cols))
+        table.add_row(*(str(r.get(a, "-")) for a in axes), *(_fmt(r.get(k), f) for k, _, f in cols))
     Console().print(table)

@@ -212,6 +212,14 @@ CASES = [
     (["train", "compare_lms", "sweep.repeat=2"], "unknown recipe key 'sweep.repeat'", "{d}/out"),
     (["train", "compare_lms", "--num-processes", "2"], "is a sweep: its runs train one after another", "{d}/out"),
     (["data", "report", "compare_lms"], "this recipe is a sweep", None),
+    # scaling laws
+    (["scaling", "sweep", "clm_pretrain", "--sizes", "12", "--tokens", "1k"], "--sizes: '12' is not HIDDENxLAYERS", None),
+    (["scaling", "sweep", "clm_pretrain", "--sizes", "32x1", "--tokens", "lots"], "--tokens: 'lots' is not a number",
+     None),
+    (["scaling", "sweep", "compare_lms", "--sizes", "32x1", "--tokens", "1k"], "is already a sweep", None),
+    (["scaling", "plan", "--flops", "-5"], "--flops must be a positive number", None),
+    (["scaling", "plan", "--flops", "1e20", "--fit", "{d}/preds.txt"], "not a scaling_fit.json", None),
+    (["scaling", "fit", "{d}/not_a_model"], "not a sweep's comparison table", "{d}/not_a_model/scaling_fit.png"),
     # hub import / push / merge
     (["hub", "import", "{d}/nowhere", "--repo-id", "me/m"], "no such folder to import", None),
     (["hub", "import", "{d}/model", "--repo-id", "bad id!"], "must be owner/name", None),

@@ -51,6 +51,19 @@ def stdlib_files(limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
+def stdlib_documents(max_files: int | None = None) -> Dataset:
+    """The standard library's own source (~570 modules, ~10 MB; tests, site-packages and the GUI
+    packages left out), one document per file, in a fixed order: a code corpus on every machine."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = ("test", "site-packages", "__pycache__", "idlelib", "lib2to3", "tkinter", "turtledemo")
+    files = sorted(p for p in root.rglob("*.py") if not any(part.startswith(skip) for part in p.relative_to(root).parts))
+    if not files:
+        raise HfkitError(f"no Python source files found in {root}")
+    files = files[:max_files] if max_files else files
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    return Dataset.from_dict({"text": texts, "path": [str(f.relative_to(root)) for f in files]})
+
+
 def python_token_records(max_files: int | None = 60, max_words: int = 48, max_chars: int = 400) -> Dataset:
     """Records of consecutive whole lines (at most `max_words` tokens and about `max_chars` characters;
     a longer line is a record of its own, cut at `max_words`) from the first `max_files` stdlib modules."""

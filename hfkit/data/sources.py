@@ -24,7 +24,7 @@ from ..hub import looks_like_hub_id
 class SourceConfig:
     """One entry of `data.sources`."""
     kind: Literal["default", "pydoc_qa", "text", "json", "csv", "parquet", "hub", "gettext", "gettext_language",
-                  "gettext_pair_match", "python_tokens", "pydoc_grammar_qa"] = "default"
+                  "gettext_pair_match", "python_tokens", "pydoc_grammar_qa", "python_stdlib"] = "default"
     path: Optional[str] = None  # file, folder or glob (text/json/csv/parquet), Hub dataset id, locale dir (gettext)
     name: Optional[str] = None  # label used in reports; default: derived from path/kind
     text_field: str = "text"
@@ -36,13 +36,13 @@ class SourceConfig:
     languages: list[str] = field(default_factory=lambda: list(LANGUAGE_ID_DEFAULT))  # gettext_language: the labels
     max_chars: Optional[int] = None  # gettext*: drop pairs longer than this
     max_records: Optional[int] = None  # built-in labelled sets: sample this many (gettext_language: per language;
-    #                                    python_tokens: from this many stdlib modules)
+    #                                    python_tokens, python_stdlib: from this many stdlib modules)
     weight: Optional[float] = None  # share of the training mixture (GPT-3 style)
     epochs: Optional[float] = None  # or: how many passes over this source
 
 LANGUAGE_ID_DEFAULT = ("de", "fr", "es", "it", "ru", "ja")
 BUILTIN_KINDS = ("default", "pydoc_qa", "gettext", "gettext_language", "gettext_pair_match", "python_tokens",
-                 "pydoc_grammar_qa")  # built from what the machine has: no path
+                 "pydoc_grammar_qa", "python_stdlib")  # built from what the machine has: no path
 _EXT_KIND = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".json": "json",
              ".csv": "csv", ".parquet": "parquet"}
 _HEADING = re.compile(r"\n(?=[^\n]+\n[=*\-~^]{3,}\n)")
@@ -199,6 +199,10 @@ def load_records(src: SourceConfig) -> Dataset:
             from .pydoc_grammar import grammar_qa_records
 
             return grammar_qa_records()
+        if src.kind == "python_stdlib":
+            from .code_tokens import stdlib_documents
+
+            return stdlib_documents(src.max_records)
         if src.kind == "hub":
             return _load_hub(src)
         return _load_local(src, _files(src))
