@@ -28,6 +28,7 @@ test-slow: install
 bench: install
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) bench/train_throughput.py
+	$(PY) bench/speed_settings.py
 	$(PY) bench/packing.py
 	$(PY) bench/sft_packing.py
 	$(PY) bench/peft_memory.py

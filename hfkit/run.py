@@ -265,7 +265,7 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     show = main_process and not quiet
     if show:
         _print_overview(job, n_params)
-    metrics: dict = {"parameters": n_params, "non_embedding_parameters": non_embedding_parameters(model),
+    metrics: dict = {"precision": _precision(recipe, args), "parameters": n_params, "non_embedding_parameters": non_embedding_parameters(model),
                      "world_size": args.world_size, "data": prepared.stats}
     if main_process:
         metrics.update(_held_out_scores(job, "before", show))
@@ -298,6 +298,16 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     return metrics
 
 
+def _precision(recipe: Recipe, args) -> str:
+    """What the run computes in, and who chose it (the recipe, or `bf16: auto` and why)."""
+    from .training.arguments import TRAINING_DEFAULTS, resolve_bf16
+
+    what = "bf16 autocast" if args.bf16 else "fp16 autocast" if args.fp16 else "fp32"
+    if recipe.training.get("bf16", TRAINING_DEFAULTS["bf16"]) == "auto" and not args.fp16:
+        return f"{what} (bf16: auto; {resolve_bf16()[1]})"
+    return what
+
+
 def _print_overview(job: Job, n_params: int) -> None:
     from .display import print_table
 
@@ -305,6 +315,7 @@ def _print_overview(job: Job, n_params: int) -> None:
     print_table(f"hfkit {job.recipe.task} run", [
         ("model", f"{type(model).__name__} ({n_params / 1e6:.2f}M parameters)"),
         ("tokenizer", f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"),
+        ("precision", _precision(job.recipe, job.args)),
         ("trainable parameters", f"{c['trainable']:,} of {c['total']:,} ({c['trainable_percent']:.3g}%, {c['method']})"),
         *job.prepared.overview,
         *((f"source {k}", f"{v['share']:.1%} of mixture, {v['effective_epochs']:.2f} epochs")

@@ -25,6 +25,7 @@ TRAINING_DEFAULTS = {
     "ddp_find_unused_parameters": False,  # every parameter takes part in the loss; True costs a graph walk per step
     "dataloader_pin_memory": False,  # set per run: only useful (and warning-free) with a GPU
     "include_num_input_tokens_seen": "non_padding",  # tokens trained on, for tokens/s in every run's metrics
+    "bf16": "auto",  # bf16 autocast where the GPU or CPU computes bf16 natively (resolve_bf16), else fp32
 }
 # keys of the training section that hfkit handles itself (not passed to TrainingArguments)
 HFKIT_KEYS = {"overwrite_output_dir": bool}
@@ -48,7 +49,10 @@ def validate_training_args(training: dict) -> dict:
     for k, v in own.items():
         if not isinstance(v, HFKIT_KEYS[k]):
             raise HfkitError(f"recipe key 'training.{k}' expects {HFKIT_KEYS[k].__name__}, got {type(v).__name__} {v!r}")
-    out = check_fields(TrainingArguments, {k: v for k, v in training.items() if k not in HFKIT_KEYS}, "training")
+    auto = {"bf16": "auto"} if training.get("bf16") == "auto" else {}  # hfkit's value for TrainingArguments.bf16
+    out = check_fields(TrainingArguments, {k: v for k, v in training.items() if k not in HFKIT_KEYS and k not in auto},
+                       "training")
+    out.update(auto)
     if not out.get("output_dir"):
         raise HfkitError("recipe key 'training.output_dir' is required (set it, or pass output_dir=PATH)")
     return {**out, **own}
@@ -76,6 +80,8 @@ def training_arguments(training: dict, task_defaults: dict, has_validation: bool
     kw = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(),
           "use_cpu": not torch.cuda.is_available(), **task_defaults,
           **{k: v for k, v in training.items() if k not in HFKIT_KEYS}}
+    if kw.get("bf16") == "auto":
+        kw["bf16"] = not kw.get("fp16") and resolve_bf16()[0]
     if output_dir is not None:
         kw["output_dir"] = output_dir
     if not has_validation and "eval_strategy" not in training:
@@ -85,6 +91,23 @@ def training_arguments(training: dict, task_defaults: dict, has_validation: bool
         return TrainingArguments(**kw)
     except (ValueError, TypeError, ImportError) as e:
         raise HfkitError(f"recipe section 'training': {one_line(e)}") from None
+
+
+def resolve_bf16() -> tuple[bool, str]:
+    """`bf16: auto`: (use bf16 autocast, why). A GPU that supports bf16; a CPU whose instruction set
+    has bf16 arithmetic (AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32)."""
+    import torch
+
+    if torch.cuda.is_available():
+        ok = torch.cuda.is_bf16_supported()
+        return ok, f"{torch.cuda.get_device_name(0)} {'supports' if ok else 'does not support'} bf16"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        flags = []
+    native = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return bool(native), (f"CPU has {native[0]}" if native else "CPU has no native bf16 (AVX512-BF16/AMX): fp32")
 
 
 def check_training(training: dict, task_defaults: dict) -> None:
