@@ -53,7 +53,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, LlamaConfig, Trainer, TrainingArguments
 
     from hfkit.data.tokenizer import train_tokenizer
-    from hfkit.tasks.sft import PaddingFreeCollator, SftConfig, recipe_templates, sft_collator, tokenize_sft
+    from hfkit.data.packing import filler_fraction, pack_examples
+    from hfkit.tasks.sft import (PackedRowsCollator, PaddingFreeCollator, SftConfig, recipe_templates, sft_collator,
+                                 tokenize_sft)
 
     rows = pairs(8000)
     tok = train_tokenizer((r["prompt"] + r["completion"] for r in rows), "bpe", 4000)
@@ -91,6 +93,23 @@ def main() -> None:
             t0 = time.perf_counter()
             t.train()
             results[name] = args.steps * args.batch_size * trained_per_example / (time.perf_counter() - t0)
+        # best-fit decreasing rows (sft.packing_strategy: bfd): as many rows per step as give the same tokens
+        packed, pstats = pack_examples(data, args.max_length)
+        per_step = max(1, round(args.batch_size * lengths.mean() / args.max_length))
+        per_row = float(np.mean([sum(1 for x in lab if x != -100) for lab in packed["labels"]]))
+        t = Trainer(model=model(), args=TrainingArguments(output_dir=f"{tmp}/bfd", **{**common,
+                    "per_device_train_batch_size": per_step}), train_dataset=packed,
+                    data_collator=PackedRowsCollator(tok.pad_token_id or 0))
+        t0 = time.perf_counter()
+        t.train()
+        results["hfkit padding-free, best-fit rows (bfd)"] = args.steps * per_step * per_row / (time.perf_counter() - t0)
+        filler = {"hfkit padding-free (rows <= max_length)": filler_fraction(
+                      sft_collator(SftConfig(padding_free=True, max_length=args.max_length), tok), data, args.batch_size),
+                  "hfkit padding-free, best-fit rows (bfd)": filler_fraction(PackedRowsCollator(0), packed, per_step)}
+        print(f"best-fit rows: {pstats['rows']} rows of <= {args.max_length} tokens for {pstats['examples']} examples, "
+              f"{pstats['row_fill']:.1%} full; {per_step} rows per step")
+        for k, v in filler.items():
+            print(f"filler (computed positions without a token): {k}: {v:.1%}")
         try:
             import trl
             from trl import SFTConfig, SFTTrainer
@@ -124,6 +143,9 @@ def main() -> None:
     for name, v in results.items():
         print(f"{name:<40}{v:>16,.0f}{v / base:>10.2f}x")
     pf = results["hfkit padding-free (rows <= max_length)"]
+    bfd = results["hfkit padding-free, best-fit rows (bfd)"]
+    print(f"best-fit rows / padding-free rows: {bfd / pf:.2f}x; / length-grouped padded: "
+          f"{bfd / results['hfkit padded, length-grouped']:.2f}x")
     trl_rows = [v for k, v in results.items() if k.startswith("TRL")]
     print(f"\npadding-free / padded: {pf / base:.2f}x (goal >= 1.5)")
     if trl_rows:

@@ -212,6 +212,8 @@ CASES = [
     (["train", "compare_lms", "sweep.repeat=2"], "unknown recipe key 'sweep.repeat'", "{d}/out"),
     (["train", "compare_lms", "--num-processes", "2"], "is a sweep: its runs train one after another", "{d}/out"),
     (["data", "report", "compare_lms"], "this recipe is a sweep", None),
+    (["train", "sft", "sft.padding_free=false", "sft.packing_strategy=bfd"],
+     "recipe key 'sft.packing_strategy'=bfd packs padding-free rows", "{d}/out"),
     # scaling laws
     (["scaling", "sweep", "clm_pretrain", "--sizes", "12", "--tokens", "1k"], "--sizes: '12' is not HIDDENxLAYERS", None),
     (["scaling", "sweep", "clm_pretrain", "--sizes", "32x1", "--tokens", "lots"], "--tokens: 'lots' is not a number",

@@ -293,3 +293,85 @@ def test_data_gettext_command_writes_jsonl(tmp_path, capsys):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [(r["source"], r["target"]) for r in rows] == [("Close", "Fermer"), ("Open file", "Ouvrir le fichier")]
     assert json.loads(capsys.readouterr().out)["pairs"] == 2
+
+
+def test_best_fit_rows_never_overflow_lose_no_example_and_fill_rows():
+    import random
+
+    from hfkit.data.packing import best_fit_rows
+
+    assert sorted(map(sorted, best_fit_rows([6, 5, 4, 3, 2], 10))) == [[0, 2], [1, 3, 4]]  # 6+4, 5+3+2: 2 full rows
+    rng = random.Random(0)
+    lengths = [min(256, max(4, int(rng.lognormvariate(3.4, 0.8)))) for _ in range(3000)]
+    rows = best_fit_rows(lengths, 256)
+    assert sorted(i for r in rows for i in r) == list(range(3000))  # every example exactly once
+    assert max(sum(lengths[i] for i in r) for r in rows) <= 256
+    fill = sum(lengths) / (256 * len(rows))
+    assert fill > 0.95  # filler below 5% (consecutive filling of the same examples: see below)
+    greedy, used = 1, 0
+    for n in lengths:  # rows filled in order, as the batch strategy does
+        if used + n > 256:
+            greedy, used = greedy + 1, 0
+        used += n
+    assert len(rows) < greedy
+
+
+def test_best_fit_packed_rows_equal_examples_alone(tok):
+    from hfkit.data.packing import pack_examples
+    from hfkit.tasks.sft import PackedRowsCollator, recipe_templates
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(
+        vocab_size=700, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2)).train()
+    rows = [{"prompt": "The if statement", "completion": " selects a suite."},
+            {"prompt": "Open", "completion": " a file for reading and writing."},
+            {"prompt": "x", "completion": " y"}, {"prompt": "A class", "completion": " bundles data."}]
+    cfg = SftConfig(format="prompt_completion")
+    ds, _ = tokenize_sft(_records(rows), tok, cfg, recipe_templates(cfg), seed=0)
+    ds = ds.remove_columns([c for c in ds.column_names if c not in ("input_ids", "labels")])
+    lens = [len(x) for x in ds["input_ids"]]
+    packed, stats = pack_examples(ds, max(lens) + min(lens))
+    assert stats["examples"] == 4 and stats["rows"] < 4 and sum(map(len, packed["input_ids"])) == sum(lens)
+    batch = PackedRowsCollator(0)([packed[i] for i in range(len(packed))])
+    out = model(**batch)
+    nll, count, seen = 0.0, 0, 0
+    for r in range(len(packed)):
+        pos = packed[r]["position_ids"]
+        starts = [j for j, p in enumerate(pos) if p == 0]
+        for a, b in zip(starts, starts[1:] + [len(pos)]):
+            ids = packed[r]["input_ids"][a:b]
+            i = ds["input_ids"].index(ids)  # which example this segment is
+            alone = model(input_ids=torch.tensor([ids]), labels=torch.tensor([ds[i]["labels"]]), use_cache=False)
+            assert torch.allclose(out.logits[r, a:b], alone.logits[0], atol=1e-4)
+            k = sum(1 for x in ds[i]["labels"][1:] if x != -100)
+            nll, count, seen = nll + alone.loss.item() * k, count + k, seen + 1
+    assert seen == 4
+    assert out.loss.item() == pytest.approx(nll / count, rel=1e-5)  # the packed loss: the examples' token-weighted loss
+
+
+def test_the_sft_recipe_trains_on_best_fit_rows_and_reports_their_fill(tmp_path):
+    import hfkit
+    from conftest import TINY_MODEL
+
+    over = [o for o in TINY_MODEL if not o.startswith(("data.block_size", "model.max_position"))]
+    m = hfkit.train("sft", over + ["model.max_position_embeddings=512", "sft.max_length=512", "max_steps=6",
+                                   "per_device_train_batch_size=2", "sft.packing_strategy=bfd",
+                                   f"output_dir={tmp_path / 'run'}"], quiet=True)
+    p = m["data"]["packing"]
+    assert p["strategy"] == "bfd" and p["row_fill"] > 0.9 and p["rows"] < p["examples"]
+    # every token trained on is an example's: the filler (padding to the longest row) is not counted
+    assert 6 * 2 * 512 * 0.9 < m["train"]["train_tokens"] <= 6 * 2 * 512
+    assert m["eval_after"]["eval_loss"] < m["eval_before"]["eval_loss"]
+
+
+def test_best_fit_rows_cut_the_filler_the_data_report_states(tmp_path):
+    from conftest import TINY_MODEL
+    from hfkit.run import prepare_data
+
+    over = [o for o in TINY_MODEL if not o.startswith(("data.block_size", "model.max_position"))]
+    over += ["model.max_position_embeddings=512", "sft.max_length=512", f"output_dir={tmp_path / 'r'}"]
+    _, batch = prepare_data("sft", over + ["per_device_train_batch_size=16"])
+    _, bfd = prepare_data("sft", over + ["per_device_train_batch_size=3", "sft.packing_strategy=bfd"])
+    assert bfd.stats["filler_fraction"] < 0.1 < batch.stats["filler_fraction"]
+    assert bfd.stats["filler_fraction"] <= 1 - bfd.stats["packing"]["row_fill"] + 0.05

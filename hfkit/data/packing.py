@@ -138,3 +138,63 @@ def pack_corpus(cfg: "DataConfig", tokenizer, corpus: "Corpus", seed: int, block
     stats = {**corpus.stats, "mixture": mix_report, "train_packing": train_pack.as_dict(),
              "validation_packing": val_stats}
     return PackedData(train.with_format("numpy"), validation.with_format("numpy") if validation else None, stats)
+
+
+def best_fit_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Best-fit decreasing bin packing (as TRL's `bfd` strategy and axolotl's multipack): examples
+    longest first, each into the open row with the least room that still holds it, else a new row.
+    Returns rows of example indices; no row holds more than `capacity` tokens, every index once."""
+    import bisect
+
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    rows: list[list[int]] = []
+    room: list[tuple[int, int]] = []  # (free tokens, row) of the open rows, sorted
+    for i in order:
+        n = min(lengths[i], capacity)
+        k = bisect.bisect_left(room, (n, -1))
+        if k < len(room):
+            free, r = room.pop(k)
+        else:
+            free, r = capacity, len(rows)
+            rows.append([])
+        rows[r].append(i)
+        if free - n > 0:
+            bisect.insort(room, (free - n, r))
+    return rows
+
+
+def pack_examples(ds: Dataset, capacity: int) -> tuple[Dataset, dict]:
+    """Tokenized examples (input_ids, labels) packed into rows of at most `capacity` tokens by best
+    fit: each row's `position_ids` restart at every example (what keeps packed examples apart in
+    attention) and each example's first label is -100 (it would be predicted from the example
+    before it). Returns the rows and their fill."""
+    lengths = [len(x) for x in ds["input_ids"]]
+    rows = best_fit_rows(lengths, capacity)
+    ids, labels = ds["input_ids"], ds["labels"]
+    out: dict[str, list] = {"input_ids": [], "labels": [], "position_ids": []}
+    for row in rows:
+        a, b, p = [], [], []
+        for i in sorted(row):  # the data's own order inside a row
+            a += list(ids[i])
+            b += [-100] + list(labels[i])[1:]
+            p += list(range(len(ids[i])))
+        out["input_ids"].append(a)
+        out["labels"].append(b)
+        out["position_ids"].append(p)
+    tokens = sum(lengths)
+    stats = {"strategy": "bfd", "examples": len(lengths), "rows": len(rows), "capacity": capacity,
+             "row_fill": round(tokens / max(1, len(rows) * capacity), 4)}
+    return Dataset.from_dict(out), stats
+
+
+def filler_fraction(collator, data: Dataset, batch_size: int, seed: int = 0) -> float:
+    """Share of the positions a model computes (rows x width of every batch of one shuffled epoch)
+    that hold no example token: what padding-free rows still waste."""
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+    lengths = [len(x) for x in data["input_ids"]]
+    computed = real = 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        computed += collator([data[j] for j in idx])["input_ids"].numel()
+        real += sum(lengths[j] for j in idx)
+    return 1 - real / max(computed, 1)

@@ -47,6 +47,10 @@ class SftConfig:
     completion_only_loss: bool = True  # instruction/prompt_completion: loss on the answer only (TRL's name)
     assistant_only_loss: bool = True  # chat: loss on assistant turns only (TRL's name)
     padding_free: bool = True  # no pad tokens: examples flattened into rows of <= max_length (TRL's name)
+    # padding-free rows: "batch" flattens each batch's examples in order (a batch is that many examples);
+    # "bfd" packs the whole training set into rows by best fit decreasing first (TRL's name and strategy:
+    # rows nearly full, little filler; a batch is that many rows)
+    packing_strategy: Literal["batch", "bfd"] = "batch"
     max_length: int = 512  # tokens per example; longer ones are cut in the answer, never in the prompt
 
     RENAMED = {"packing": ("padding_free", "(true | false; TRL's SFTConfig name: 'packing: padded' is "
@@ -55,6 +59,9 @@ class SftConfig:
     def validate(self, prefix: str) -> None:
         if self.max_length < 2:
             raise HfkitError(f"recipe key '{prefix}.max_length' must be >= 2, got {self.max_length}")
+        if self.packing_strategy == "bfd" and not self.padding_free:
+            raise HfkitError(f"recipe key '{prefix}.packing_strategy'=bfd packs padding-free rows: set "
+                             f"{prefix}.padding_free=true (or packing_strategy=batch)")
 
 
 REQUIRED = {"instruction": ("instruction", "output"), "prompt_completion": ("prompt", "completion"),
@@ -340,9 +347,34 @@ class PaddingFreeCollator(DataCollatorWithFlattening):
         return out
 
 
+class PackedRowsCollator:
+    """Rows packed ahead of training (`pack_examples`: input_ids, labels, position_ids) padded to the
+    batch's longest row; the filler is a segment of its own and carries no labels. Unpacked examples
+    (validation) are rows of one example."""
+
+    def __init__(self, pad_token_id: int = 0):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features):
+        width = max(len(f["input_ids"]) for f in features)
+        out = {"input_ids": torch.full((len(features), width), self.pad_token_id, dtype=torch.long),
+               "labels": torch.full((len(features), width), -100, dtype=torch.long),
+               "position_ids": torch.zeros((len(features), width), dtype=torch.long)}
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            out["input_ids"][i, :n] = torch.as_tensor(f["input_ids"])
+            out["labels"][i, :n] = torch.as_tensor(f["labels"])
+            out["position_ids"][i, :n] = torch.as_tensor(f["position_ids"]) if "position_ids" in f else torch.arange(n)
+            out["position_ids"][i, n:] = torch.arange(width - n)
+        out["use_cache"] = False
+        return out
+
+
 def sft_collator(cfg: SftConfig, tokenizer, model=None):
     if model is not None and getattr(model.config, "is_encoder_decoder", False):  # decoder inputs from the labels
         return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, padding="longest")
+    if cfg.padding_free and cfg.packing_strategy == "bfd":
+        return PackedRowsCollator(pad_token_id=tokenizer.pad_token_id or 0)
     if cfg.padding_free:
         return PaddingFreeCollator(return_position_ids=True, separator_id=-100, max_row_tokens=cfg.max_length,
                                    pad_token_id=tokenizer.pad_token_id or 0)
@@ -426,6 +458,15 @@ class SupervisedFineTuning(Task):
         data = prepare_sft_data(recipe, tokenizer, records.train, records.validation, records.stats, seed, enc_dec)
         if cfg.padding_free and model is not None:
             check_padding_free(model)
+        if cfg.padding_free:
+            from ..data.packing import filler_fraction, pack_examples
+
+            if cfg.packing_strategy == "bfd":
+                data.train, data.stats["packing"] = pack_examples(data.train, cfg.max_length)
+            # what the rows still waste, over one shuffled epoch of this run's batches
+            batch = recipe.training.get("per_device_train_batch_size", 8)
+            data.stats["filler_fraction"] = round(filler_fraction(sft_collator(cfg, tokenizer, model), data.train,
+                                                                  batch, seed), 4)
         chat = cfg.format == "chat"
         gen_kw = {"add_special_tokens": not chat, "stop_token_ids": chat_stop_ids(tokenizer) if chat else None}
 
@@ -448,7 +489,10 @@ class SupervisedFineTuning(Task):
         overview = [("train examples", s["train_examples"]), ("train tokens", s["train_tokens"]),
                     ("trained (answer) tokens", s["trained_tokens"]),
                     ("dropped by truncation", s["dropped_by_truncation"]),
-                    ("batching", "padding-free" if cfg.padding_free else "padded"),
+                    ("batching", ("padding-free" + (f", best-fit rows ({s['packing']['rows']} rows, "
+                                                    f"{s['packing']['row_fill']:.1%} full)" if "packing" in s else "")
+                                  if cfg.padding_free else "padded")),
+                    *((("filler (computed, no token)", f"{s['filler_fraction']:.1%}"),) if "filler_fraction" in s else ()),
                     ("validation examples", len(data.validation) if data.validation else 0)]
         has_gen_eval = bool(ev.metrics) and data.eval_records is not None and len(data.eval_records) > 0
         return Prepared(data.train, data.validation, sft_collator(cfg, tokenizer, model), s, overview,
