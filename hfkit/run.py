@@ -171,7 +171,8 @@ def output_plan(recipe: Recipe, check: bool = True):
 
 
 def train(recipe: str | Path | Recipe, overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
-    """Run a training recipe; returns its metrics (also written to `output_dir/metrics.json`).
+    """Run a training recipe; returns its metrics (also written to `output_dir/metrics.json`); a sweep
+    recipe (hfkit.sweep) runs each of its runs and returns their comparison.
 
     The output folder is claimed first (hfkit.outputs: new, empty, resumed, or replaced at the end)
     and locked; every setting is checked before any data is read; a failed run leaves no debris and

@@ -19,7 +19,9 @@ import copy
 import itertools
 import json
 import math
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,7 @@ def train_sweep(path, overrides: list[str] | dict | None = None, quiet: bool = F
                 preflight(run.recipe, get_task(run.recipe.task))
             except HfkitError as e:
                 raise HfkitError(f"sweep run '{run.name}': {e}") from None
+    existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock = outputs.FolderLock(out, "recipe key 'training.output_dir'")
     try:
@@ -152,10 +155,15 @@ def train_sweep(path, overrides: list[str] | dict | None = None, quiet: bool = F
                 results[run.name] = train(run.recipe, quiet=quiet)
             report = comparison(runs, results, cfg.baseline)
             report["runs"] = earlier + report["runs"]
-            write_comparison(report, out, list(cfg.grid))
+            write_comparison(report, out)
         own = (outputs.read_marker(out) or {}).get("files", [])
         outputs.write_marker(out, KIND, state="finished", files=sorted({*own, "comparison.json", "comparison.md",
                                                                        "comparison.png", *(r.name for r in runs)}))
+    except BaseException:
+        if not existed and set(os.listdir(out)) <= {outputs.MARKER, outputs.LOCK}:
+            lock.release()
+            shutil.rmtree(out)  # the first run failed: no sweep folder with nothing in it is left behind
+        raise
     finally:
         lock.release()
     if not quiet:
@@ -259,7 +267,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(report: dict, out: Path, axes: list[str]) -> None:
+def write_comparison(report: dict, out: Path) -> None:
     from .io import atomic_write_text, write_json
 
     write_json(out / "comparison.json", report)

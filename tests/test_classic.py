@@ -152,3 +152,5 @@ def test_recurrent_generation_carries_its_state_and_equals_rereading_the_sequenc
         assert widths == list(range(5, 15))
         assert torch.equal(cached, reread)
     hook.remove()
+    a, b = model(input_ids=x, labels=x), model(input_ids=x, labels=x, use_cache=True)  # the loss either way
+    assert b.cache is not None and torch.equal(a.loss, b.loss) and torch.equal(a.logits, b.logits)

@@ -187,10 +187,11 @@ def pack_examples(ds: Dataset, capacity: int) -> tuple[Dataset, dict]:
     return Dataset.from_dict(out), stats
 
 
-def filler_fraction(collator, data: Dataset, batch_size: int, seed: int = 0) -> float:
-    """Share of the positions a model computes (rows x width of every batch of one shuffled epoch)
-    that hold no example token: what padding-free rows still waste."""
+def filler_fraction(collator, data: Dataset, batch_size: int, seed: int = 0, max_batches: int = 500) -> float:
+    """Share of the positions a model computes (rows x width of the batches of one shuffled epoch, the
+    first `max_batches` of them) that hold no example token: what padding-free rows still waste."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
+    order = order[:batch_size * max_batches]
     lengths = [len(x) for x in data["input_ids"]]
     computed = real = 0
     for i in range(0, len(order), batch_size):

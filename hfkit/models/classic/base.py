@@ -11,6 +11,14 @@ from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
 
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Cross-entropy of the next token at every position, as every causal LM in transformers."""
+    if labels is None:
+        return None
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                           ignore_index=-100)
+
+
 class ClassicConfig(PretrainedConfig):
     """Sizes shared by the classic models (each model reads the ones it uses)."""
     model_type = "hfkit_classic"
@@ -50,11 +58,7 @@ class ClassicLM(PreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids: torch.Tensor, attention_mask=None, labels: torch.Tensor | None = None, **kwargs):
         logits = self.logits(input_ids)
-        loss = None
-        if labels is not None:  # the next token at every position, as every causal LM in transformers
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
-                                   ignore_index=-100)
-        return CausalLMOutput(loss=loss, logits=logits)
+        return CausalLMOutput(loss=next_token_loss(logits, labels), logits=logits)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
         return {"input_ids": input_ids, "attention_mask": attention_mask}

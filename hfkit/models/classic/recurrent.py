@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutput
 
-from .base import ClassicConfig, ClassicLM
+from .base import ClassicConfig, ClassicLM, next_token_loss
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -64,7 +64,9 @@ class RecurrentLM(ClassicLM):
         # input_ids: the tokens after the `cache.length` already read (all of them on the first step)
         out, state = self.rnn(self.embed(input_ids), cache.state if cache is not None else None)
         length = (cache.length if cache is not None else 0) + input_ids.shape[1]
-        return RecurrentLMOutput(logits=self.head(out), cache=RecurrentState(state, length))
+        logits = self.head(out)
+        return RecurrentLMOutput(loss=next_token_loss(logits, labels), logits=logits,
+                                 cache=RecurrentState(state, length))
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, cache: RecurrentState | None = None,
                                       use_cache: bool | None = True, **kwargs):
