@@ -231,7 +231,7 @@ def _base_model_info(recipe: Recipe) -> dict | None:
 
 def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     from .display import plot_loss
-    from .io import atomic_write_text, write_json
+    from .io import atomic_write_text, is_main_rank, write_json
     from .training.callbacks import FirstEval, GracefulStop, JsonlLogger
     from .training.checkpoints import model_signature, resolve_resume
     from .training.compute import (ComputeLogger, cost_metrics, flops_per_token, non_embedding_parameters, peak_flops,
@@ -250,7 +250,8 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
     stopper, first_eval = GracefulStop(), FirstEval()
     fpt = flops_per_token(model, job.task.sequence_length(recipe)[0])
-    peak, peak_source = peak_flops(run_dtype(args)) if fpt else (None, "")
+    # the peak: measured (once, then cached) by the main process only, which reports it
+    peak, peak_source = peak_flops(run_dtype(args)) if fpt and is_main_rank() else (None, "")
     peak = peak * args.world_size if peak else None  # every process's device
     trainer = job.task.trainer_class(model)(model=model, args=args, train_dataset=prepared.train,
                                              eval_dataset=prepared.validation, data_collator=prepared.collator,
@@ -266,8 +267,9 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     show = main_process and not quiet
     if show:
         _print_overview(job, n_params)
-    metrics: dict = {"precision": _precision(recipe, args), "parameters": n_params, "non_embedding_parameters": non_embedding_parameters(model),
-                     "world_size": args.world_size, "data": prepared.stats}
+    metrics: dict = {"precision": _precision(recipe, args), "parameters": n_params,
+                     "non_embedding_parameters": non_embedding_parameters(model), "world_size": args.world_size,
+                     "data": prepared.stats}
     if main_process:
         metrics.update(_held_out_scores(job, "before", show))
     if hasattr(model, "fit_counts"):  # a count-based model (n-gram): counted from the training data, no steps
