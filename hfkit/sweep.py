@@ -83,6 +83,9 @@ def load_sweep(path, overrides: list[str] | dict | None = None) -> tuple[Path, S
     for combo in itertools.product(*[list(choices.items()) for choices in grid.values()]):
         choices = {axis: name for axis, (name, _) in zip(grid, combo)}
         name = "-".join(choices.values())
+        if any(r.name == name for r in runs):
+            raise HfkitError(f"recipe key 'sweep.grid': two runs would both be named '{name}' (choice names joined "
+                             f"by '-'): rename a choice")
         run_tree = copy.deepcopy(tree)
         for axis, (choice, entry) in zip(grid, combo):
             for key, value in flat_keys(entry).items():

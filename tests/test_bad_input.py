@@ -212,6 +212,9 @@ CASES = [
     (["train", "compare_lms", "sweep.repeat=2"], "unknown recipe key 'sweep.repeat'", "{d}/out"),
     (["train", "compare_lms", "--num-processes", "2"], "is a sweep: its runs train one after another", "{d}/out"),
     (["data", "report", "compare_lms"], "this recipe is a sweep", None),
+    (["train", "compare_lms", "sweep.grid.tokenizer.char-kn3.tokenizer.kind=char",
+      "sweep.grid.model.kn3-unigram.model.architecture=ngram"], "two runs would both be named 'char-kn3-unigram'",
+     "{d}/out"),
     (["train", "compare_lms", "data.sources.0.kind=text", "data.sources.0.path={d}/empty.txt"],
      "data: no documents left after filtering", "{d}/out"),  # the first run fails: no empty sweep folder left
     (["train", "sft", "sft.padding_free=false", "sft.packing_strategy=bfd"],
