@@ -333,18 +333,27 @@ class PaddingFreeCollator(DataCollatorWithFlattening):
             used += n
         rows.append(row)
         flat = [super(PaddingFreeCollator, self).__call__(r, "pt", separator_id) for r in rows]
-        width = max(b["input_ids"].shape[1] for b in flat)
-        out = {"input_ids": torch.full((len(flat), width), self.pad_token_id, dtype=torch.long),
-               "labels": torch.full((len(flat), width), -100, dtype=torch.long),
-               "position_ids": torch.zeros((len(flat), width), dtype=torch.long)}
-        for i, b in enumerate(flat):
-            n = b["input_ids"].shape[1]
-            out["input_ids"][i, :n] = b["input_ids"][0]
-            out["labels"][i, :n] = b["labels"][0]
-            out["position_ids"][i, :n] = b["position_ids"][0]
-            out["position_ids"][i, n:] = torch.arange(width - n)  # filler: its own segment
-        out["use_cache"] = False
-        return out
+        return pad_rows([{k: b[k][0] for k in ("input_ids", "labels", "position_ids")} for b in flat],
+                        self.pad_token_id)
+
+
+def pad_rows(rows: list[dict], pad_token_id: int) -> dict:
+    """Rows of one or more examples (input_ids, labels, position_ids restarting at each example; an
+    unpacked example may omit them) padded to the longest row: the filler is a segment of its own and
+    carries no labels. `use_cache=False`: with a KV cache the model would ignore the restarting
+    positions."""
+    width = max(len(r["input_ids"]) for r in rows)
+    out = {"input_ids": torch.full((len(rows), width), pad_token_id, dtype=torch.long),
+           "labels": torch.full((len(rows), width), -100, dtype=torch.long),
+           "position_ids": torch.zeros((len(rows), width), dtype=torch.long)}
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        out["input_ids"][i, :n] = torch.as_tensor(r["input_ids"])
+        out["labels"][i, :n] = torch.as_tensor(r["labels"])
+        out["position_ids"][i, :n] = torch.as_tensor(r["position_ids"]) if "position_ids" in r else torch.arange(n)
+        out["position_ids"][i, n:] = torch.arange(width - n)  # filler: its own segment
+    out["use_cache"] = False
+    return out
 
 
 class PackedRowsCollator:
@@ -356,18 +365,7 @@ class PackedRowsCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, features):
-        width = max(len(f["input_ids"]) for f in features)
-        out = {"input_ids": torch.full((len(features), width), self.pad_token_id, dtype=torch.long),
-               "labels": torch.full((len(features), width), -100, dtype=torch.long),
-               "position_ids": torch.zeros((len(features), width), dtype=torch.long)}
-        for i, f in enumerate(features):
-            n = len(f["input_ids"])
-            out["input_ids"][i, :n] = torch.as_tensor(f["input_ids"])
-            out["labels"][i, :n] = torch.as_tensor(f["labels"])
-            out["position_ids"][i, :n] = torch.as_tensor(f["position_ids"]) if "position_ids" in f else torch.arange(n)
-            out["position_ids"][i, n:] = torch.arange(width - n)
-        out["use_cache"] = False
-        return out
+        return pad_rows(features, self.pad_token_id)
 
 
 def sft_collator(cfg: SftConfig, tokenizer, model=None):
