@@ -256,13 +256,18 @@ def _fmt(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
-def markdown(report: dict) -> str:
+def _table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells: the axes, then the columns any run has a value for."""
     axes = report["axes"]
     cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in report["runs"])]
-    lines = ["| " + " | ".join([*axes, *(h for _, h, _ in cols)]) + " |",
-             "|" + "---|" * (len(axes) + len(cols))]
-    for r in report["runs"]:
-        lines.append("| " + " | ".join([*(str(r.get(a, "-")) for a in axes), *(_fmt(r.get(k), f) for k, _, f in cols)]) + " |")
+    cells = [[*(str(r.get(a, "-")) for a in axes), *(_fmt(r.get(k), f) for k, _, f in cols)] for r in report["runs"]]
+    return [*axes, *(h for _, h, _ in cols)], cells
+
+
+def markdown(report: dict) -> str:
+    headers, cells = _table(report)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     if report["baseline"]:
         which = ", ".join(f"{a}={c}" for a, c in report["baseline"].items())
         lines.append(f"\nvs baseline: the perplexity of the run with {which} (same other axes) / this run's; "
@@ -326,11 +331,10 @@ def print_comparison(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    axes = report["axes"]
-    cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in report["runs"])]
+    headers, cells = _table(report)
     table = Table(title="hfkit sweep")
-    for h in [*axes, *(h for _, h, _ in cols)]:
+    for h in headers:
         table.add_column(h)
-    for r in report["runs"]:
-        table.add_row(*(str(r.get(a, "-")) for a in axes), *(_fmt(r.get(k), f) for k, _, f in cols))
+    for row in cells:
+        table.add_row(*row)
     Console().print(table)
