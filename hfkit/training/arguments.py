@@ -93,6 +93,7 @@ def training_arguments(training: dict, task_defaults: dict, has_validation: bool
         raise HfkitError(f"recipe section 'training': {one_line(e)}") from None
 
 
+@functools.lru_cache(maxsize=1)
 def resolve_bf16() -> tuple[bool, str]:
     """`bf16: auto`: (use bf16 autocast, why). A GPU that supports bf16; a CPU whose instruction set
     has bf16 arithmetic (AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32)."""

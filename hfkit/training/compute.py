@@ -47,16 +47,16 @@ def non_embedding_parameters(model) -> int:
 
 def attention_shape(config) -> tuple[int, int]:
     """(layers with attention, hidden size of the attention) of a config; (0, 0) without attention."""
-    if config.model_type.startswith("hfkit_"):  # the classic LMs: no attention
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 0
+    if not heads:  # no attention (the classic LMs)
         return 0, 0
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0
     if getattr(config, "is_encoder_decoder", False):  # encoder self + decoder self and cross attention
         layers = getattr(config, "encoder_layers", None) or getattr(config, "num_layers", 0)
         layers += 2 * (getattr(config, "decoder_layers", None) or getattr(config, "num_decoder_layers", None) or layers)
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None) or 0
     head_dim = getattr(config, "head_dim", None) or getattr(config, "d_kv", None)
-    hidden = heads * head_dim if head_dim and heads else (getattr(config, "hidden_size", None)
-                                                         or getattr(config, "n_embd", None) or getattr(config, "d_model", 0))
+    hidden = heads * head_dim if head_dim else (getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
+                                                or getattr(config, "d_model", 0))
     return int(layers), int(hidden)
 
 
