@@ -48,7 +48,7 @@ def check_model_ref(ref: str, what: str, revision: str | None = None) -> None:
     first = ref.split("/", 1)[0]
     local = (ref.startswith((".", "/", "~")) or not looks_like_hub_id(ref) or "/" not in ref
              or (first and Path(first).is_dir()))
-    hint = " (train it first: `make demo` or `hfkit train clm_pretrain`)" if ref.startswith("runs/") else ""
+    hint = missing_run_hint(ref)
     if local:
         raise HfkitError(f"{what}: no such folder: {ref}{hint}")
     ensure_cached(ref)
@@ -56,6 +56,17 @@ def check_model_ref(ref: str, what: str, revision: str | None = None) -> None:
         fix = hint or f": download it once online, or cache a local copy with `hfkit hub import FOLDER --repo-id {ref}`"
         raise HfkitError(f"{what}: no such folder '{ref}', and the Hub model '{ref}' is not in the local Hub cache "
                          f"and HF_HUB_OFFLINE=1{fix}")
+
+
+def missing_run_hint(ref: str) -> str:
+    """How to make a missing run folder `runs/NAME`: the shipped recipe NAME that writes it."""
+    if not ref.startswith("runs/"):
+        return ""
+    name = Path(ref).parts[1] if len(Path(ref).parts) > 1 else ""
+    shipped = Path(__file__).parent / "recipes" / f"{name}.yaml"
+    if name == "clm_pretrain" or not shipped.exists():
+        return " (train it first: `make demo` or `hfkit train clm_pretrain`)"
+    return f" (the run this recipe starts from: train it first with `hfkit train {name}`)"
 
 
 def hub_cache_dir() -> Path:

@@ -114,7 +114,7 @@ def assemble(recipe: Recipe, output_dir: str | None = None) -> Job:
     prepared = task.prepare(recipe, tokenizer, model, data, recipe.seed)
     prepared.stats["parameters"] = counts
     args = training_arguments(recipe.training, task.training_defaults(recipe), prepared.validation is not None,
-                              output_dir)
+                              output_dir, task.arguments_class(recipe))
     return Job(recipe, task, tokenizer, model, counts, prepared, args, icl)
 
 
@@ -132,7 +132,7 @@ def preflight(recipe: Recipe, task: Task) -> None:
     from .training.arguments import check_training
     from .training.checkpoints import check_resume_path
 
-    check_training(recipe.training, task.training_defaults(recipe))
+    check_training(recipe.training, task.training_defaults(recipe), task.arguments_class(recipe))
     check_resume_path(recipe.training.get("resume_from_checkpoint"))
     config = with_overrides(config_for_recipe(recipe.model), task.model_overrides(recipe, None, None))
     kw = {"attn_implementation": recipe.model.attn_implementation} if recipe.model.attn_implementation else {}
@@ -253,13 +253,8 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     # the peak: measured (once, then cached) by the main process only, which reports it
     peak, peak_source = peak_flops(run_dtype(args)) if fpt and is_main_rank() else (None, "")
     peak = peak * args.world_size if peak else None  # every process's device
-    trainer = job.task.trainer_class(model)(model=model, args=args, train_dataset=prepared.train,
-                                             eval_dataset=prepared.validation, data_collator=prepared.collator,
-                                             processing_class=job.tokenizer,
-                                             callbacks=[ComputeLogger(fpt, peak), JsonlLogger(log_path), stopper,
-                                                        first_eval],
-                                             compute_metrics=prepared.compute_metrics,
-                                             preprocess_logits_for_metrics=prepared.preprocess_logits_for_metrics)
+    trainer = job.task.make_trainer(model, args, prepared, job.tokenizer,
+                                    [ComputeLogger(fpt, peak), JsonlLogger(log_path), stopper, first_eval])
     trainer.perplexity_from_loss = prepared.loss_is_token_nll
     trainer.chars_per_token = prepared.chars_per_token
     n_params = sum(p.numel() for p in model.parameters())
@@ -281,6 +276,8 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         if seconds:
             train_out.metrics.update(cost_metrics(fpt, train_out.metrics["train_tokens"], seconds, peak, peak_source))
     metrics["train"] = train_out.metrics
+    if summary := job.task.training_summary(trainer.state.log_history):
+        metrics["training_summary"] = summary
     if first_eval.metrics is not None:
         metrics["eval_before"] = first_eval.metrics
     if prepared.validation is not None:
@@ -411,7 +408,9 @@ def _rank_fingerprints(model) -> list[str]:
 
 
 _NOT_SCORES = ("epoch", "eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "eval_perplexity",
-               "eval_mlm_perplexity")
+               "eval_mlm_perplexity", "eval_num_tokens", "eval_entropy", "eval_mean_token_accuracy",
+               "eval_logits/chosen", "eval_logits/rejected", "eval_logps/chosen", "eval_logps/rejected",
+               "eval_min_reward", "eval_max_reward")  # TRL's diagnostics: in metrics.json, not the summary
 
 
 def _print_summary(metrics: dict, out: Path) -> None:
@@ -438,6 +437,7 @@ def _print_summary(metrics: dict, out: Path) -> None:
         b = metrics["icl_before"][name]
         rows += [(f"icl {name} {k} before -> after", f"{b[k]:.1f} -> {a[k]:.1f}") for k in ("acc", "acc_norm", "exact_match")
                  if k in a]
+    rows += list(metrics.get("training_summary", {}).items())
     t = metrics["train"]
     rows += [("train loss (mean)", t.get("train_loss")), ("train time (s)", t.get("train_runtime"))]
     if t.get("train_tokens_per_second"):

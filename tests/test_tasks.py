@@ -13,6 +13,8 @@ HFKIT = Path(__file__).resolve().parent.parent / "hfkit"
 
 # the heads' recipes start from MiniLM; their smoke runs build a tiny BERT instead
 TINY_HEAD = TINY_MODEL + ["model.name_or_path=null", "model.architecture=bert", "tokenizer.kind=wordpiece"]
+TINY_PREF = TINY_MODEL + ["model.name_or_path=null", "model.architecture=gpt2", "data.sources.0.max_records=60",
+                          "data.validation_fraction=0.2", "bf16=false"]
 # a tiny recipe per registered task (a new task must add one: see the first test)
 SMOKE = {
     "clm": ("clm_pretrain", TINY_MODEL),
@@ -26,6 +28,11 @@ SMOKE = {
                                                          "token_classification.max_length=64"]),
     "extractive_qa": ("pydoc_qa_extractive", TINY_HEAD + ["extractive_qa.max_length=64", "extractive_qa.doc_stride=24",
                                                           "extractive_qa.max_answer_length=30"]),
+    # TRL's tasks: tiny decoders built here, on 60 gettext preference records
+    "reward": ("reward_model", TINY_PREF + ["reward.max_length=64"]),
+    "dpo": ("dpo_translate", TINY_PREF + ["dpo.max_length=64", "eval.metrics=[]"]),
+    "grpo": ("grpo_translate", TINY_PREF + ["grpo.max_completion_length=8", "eval.metrics=[]",
+                                            "per_device_train_batch_size=8"]),
 }
 
 
@@ -46,6 +53,9 @@ def test_every_task_builds_prepares_two_batches_and_takes_a_step(name, tmp_path)
 
     auto = getattr(transformers, job.task.model_class(job.recipe))  # the model is what the task's Auto class builds
     assert job.task.name == name and auto._model_mapping[type(job.model.config)] is type(job.model)
+    if job.prepared.collator is None:  # TRL's tasks: TRL tokenizes and collates; two steps of its trainer
+        _two_trainer_steps(job)
+        return
     torch.manual_seed(0)
     loader = DataLoader(job.prepared.train, batch_size=4, collate_fn=job.prepared.collator, shuffle=False)
     batches = [b for _, b in zip(range(2), loader)]
@@ -67,6 +77,19 @@ def test_every_task_builds_prepares_two_batches_and_takes_a_step(name, tmp_path)
     assert again < losses[1]  # the step lowered the loss on the batch (noise drawn once, at collation) it trained on
     assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if p.requires_grad)
     assert job.recipe.to_dict()["task"] == name and (job.task.section is None or job.task.section in job.recipe.to_dict())
+
+
+def _two_trainer_steps(job):
+    from transformers.trainer_utils import IntervalStrategy
+
+    model, args = job.model, job.args
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    args.max_steps, args.eval_strategy, args.eval_on_start = 2, IntervalStrategy.NO, False
+    trainer = job.task.make_trainer(model, args, job.prepared, job.tokenizer, [])
+    out = trainer.train()
+    assert out.global_step == 2 and torch.isfinite(torch.tensor(out.training_loss))
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if p.requires_grad)
+    assert type(trainer).__mro__[2].__module__.startswith("trl.")  # hfkit's checkpoints around TRL's trainer
 
 
 def _modules():
@@ -113,7 +136,7 @@ def test_a_task_section_belongs_to_its_task_and_old_keys_point_to_new_names():
 
     for overrides, message in [
         (["sft.max_length=5"], "recipe key 'sft' is the section of task sft; this recipe's task is clm"),
-        (["task=seq2seq"], "unknown task 'seq2seq' (tasks: bart_denoise, classification, clm, extractive_qa, mlm, sft, t5_span, "
+        (["task=seq2seq"], "unknown task 'seq2seq' (tasks: bart_denoise, classification, clm, dpo, extractive_qa, grpo, mlm, reward, sft, t5_span, "
                             "token_classification)"),
         (["data.mlm_probability=0.2"], "recipe key 'data.mlm_probability' was renamed: did you mean 'mlm.mlm_probability'?"),
         (["model.hiden_size=3"], "did you mean 'model.hidden_size'?"),

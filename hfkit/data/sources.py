@@ -24,7 +24,8 @@ from ..hub import looks_like_hub_id
 class SourceConfig:
     """One entry of `data.sources`."""
     kind: Literal["default", "pydoc_qa", "text", "json", "csv", "parquet", "hub", "gettext", "gettext_language",
-                  "gettext_pair_match", "python_tokens", "pydoc_grammar_qa", "python_stdlib"] = "default"
+                  "gettext_pair_match", "gettext_preferences", "python_tokens", "pydoc_grammar_qa",
+                  "python_stdlib"] = "default"
     path: Optional[str] = None  # file, folder or glob (text/json/csv/parquet), Hub dataset id, locale dir (gettext)
     name: Optional[str] = None  # label used in reports; default: derived from path/kind
     text_field: str = "text"
@@ -37,12 +38,17 @@ class SourceConfig:
     max_chars: Optional[int] = None  # gettext*: drop pairs longer than this
     max_records: Optional[int] = None  # built-in labelled sets: sample this many (gettext_language: per language;
     #                                    python_tokens, python_stdlib: from this many stdlib modules)
+    # gettext_preferences: what is rejected: another message's translation of similar length from the same
+    # catalog (hard_negative), or the worst of `num_samples` samples of the run at `policy` by chrF (on_policy)
+    rejected: Literal["hard_negative", "on_policy"] = "hard_negative"
+    policy: Optional[str] = None  # gettext_preferences, on_policy: the run that samples (e.g. runs/sft_translate)
+    num_samples: int = 2  # gettext_preferences, on_policy: samples per prompt
     weight: Optional[float] = None  # share of the training mixture (GPT-3 style)
     epochs: Optional[float] = None  # or: how many passes over this source
 
 LANGUAGE_ID_DEFAULT = ("de", "fr", "es", "it", "ru", "ja")
-BUILTIN_KINDS = ("default", "pydoc_qa", "gettext", "gettext_language", "gettext_pair_match", "python_tokens",
-                 "pydoc_grammar_qa", "python_stdlib")  # built from what the machine has: no path
+BUILTIN_KINDS = ("default", "pydoc_qa", "gettext", "gettext_language", "gettext_pair_match", "gettext_preferences",
+                 "python_tokens", "pydoc_grammar_qa", "python_stdlib")  # built from what the machine has: no path
 _EXT_KIND = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "json", ".json": "json",
              ".csv": "csv", ".parquet": "parquet"}
 _HEADING = re.compile(r"\n(?=[^\n]+\n[=*\-~^]{3,}\n)")
@@ -88,7 +94,7 @@ def source_label(src: SourceConfig) -> str:
         return src.name
     if src.kind in ("default", "pydoc_qa"):
         return "pydoc" if src.kind == "default" else "pydoc_qa"
-    if src.kind in ("gettext", "gettext_pair_match"):
+    if src.kind in ("gettext", "gettext_pair_match", "gettext_preferences"):
         return f"{src.kind}_{src.lang}"
     if src.kind in BUILTIN_KINDS:
         return src.kind
@@ -109,8 +115,17 @@ def _files(src: SourceConfig) -> list[str]:
 
 def check_source(src: SourceConfig, key: str) -> None:
     """Cheap up-front check of one source: the fields it needs and that its files exist."""
-    if src.kind in ("gettext", "gettext_pair_match") and not src.lang:
+    if src.kind in ("gettext", "gettext_pair_match", "gettext_preferences") and not src.lang:
         raise HfkitError(f"recipe key '{key}.lang' is required for a '{src.kind}' source (e.g. de)")
+    if src.kind == "gettext_preferences" and src.rejected == "on_policy":
+        if not src.policy:
+            raise HfkitError(f"recipe key '{key}.policy' is required for rejected=on_policy: the run that samples "
+                             f"(e.g. runs/sft_translate)")
+        if src.num_samples < 2:
+            raise HfkitError(f"recipe key '{key}.num_samples' must be >= 2, got {src.num_samples}")
+        from ..hub import check_model_ref
+
+        check_model_ref(src.policy, f"recipe key '{key}.policy'")
     if src.kind == "gettext_language" and len(src.languages) < 2:
         raise HfkitError(f"recipe key '{key}.languages' needs at least two languages, got {src.languages}")
     if src.max_records is not None and src.max_records < 1:
@@ -191,6 +206,14 @@ def load_records(src: SourceConfig) -> Dataset:
             from .gettext_pairs import DEFAULT_LOCALE_DIR, pair_match_records
 
             return pair_match_records(src.lang, src.path or DEFAULT_LOCALE_DIR, src.max_records, src.max_chars)
+        if src.kind == "gettext_preferences":
+            from .gettext_pairs import DEFAULT_LOCALE_DIR
+            from .preferences import gettext_preference_records, on_policy_rejections
+
+            ds = gettext_preference_records(src.lang, src.path or DEFAULT_LOCALE_DIR, src.max_chars, src.max_records)
+            if src.rejected == "on_policy":
+                ds, _ = on_policy_rejections(ds, src.policy, src.num_samples)
+            return ds
         if src.kind == "python_tokens":
             from .code_tokens import python_token_records
 

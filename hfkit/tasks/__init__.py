@@ -37,6 +37,7 @@ class Prepared:
     preprocess_logits_for_metrics: Callable | None = None
     loss_is_token_nll: bool = True  # the loss is a mean token NLL: exp(loss) is logged as perplexity
     chars_per_token: float | None = None  # validation characters per scored token (bits/char is logged when set)
+    trainer_kwargs: dict = field(default_factory=dict)  # what else the task's trainer takes (reward functions...)
 
 
 class Task:
@@ -98,11 +99,30 @@ class Task:
         """TrainingArguments defaults of this task (the recipe's `training` section wins)."""
         return {}
 
+    def arguments_class(self, recipe: "Recipe") -> type:
+        """The TrainingArguments class the task's trainer takes (a TRL task: its trainer's config)."""
+        from transformers import Seq2SeqTrainingArguments
+
+        return Seq2SeqTrainingArguments
+
     def trainer_class(self, model):
         """hfkit's Trainer for the model (Seq2SeqTrainer's subclass for encoder-decoders)."""
         from ..training.trainer import trainer_class_for
 
         return trainer_class_for(model)
+
+    def make_trainer(self, model, args, prepared: Prepared, tokenizer, callbacks: list):
+        """The trainer of a run (a TRL task passes what its trainer takes: reward functions...)."""
+        return self.trainer_class(model)(model=model, args=args, train_dataset=prepared.train,
+                                         eval_dataset=prepared.validation, data_collator=prepared.collator,
+                                         processing_class=tokenizer, callbacks=callbacks,
+                                         compute_metrics=prepared.compute_metrics,
+                                         preprocess_logits_for_metrics=prepared.preprocess_logits_for_metrics)
+
+    def training_summary(self, log_history: list[dict]) -> dict:
+        """Figures from the training logs that the task reports ({label: value}; GRPO: the mean reward
+        at the start and at the end of training)."""
+        return {}
 
     # --- evaluation of a saved run
     def generation_inputs(self, recipe: "Recipe", records, tokenizer, where: str, model_path: str):

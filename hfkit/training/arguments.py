@@ -70,11 +70,14 @@ def take_secrets(training: dict) -> list[str]:
     return taken
 
 
-def training_arguments(training: dict, task_defaults: dict, has_validation: bool, output_dir: str | None = None):
-    """TrainingArguments from hfkit's defaults, the task's and the recipe's (in that order of precedence)."""
+def training_arguments(training: dict, task_defaults: dict, has_validation: bool, output_dir: str | None = None,
+                       args_class: type | None = None):
+    """TrainingArguments from hfkit's defaults, the task's and the recipe's (in that order of precedence);
+    `args_class`: the subclass the task's trainer takes (a TRL config), default Seq2SeqTrainingArguments."""
     import torch
-    from transformers import Seq2SeqTrainingArguments as TrainingArguments
+    from transformers import Seq2SeqTrainingArguments
 
+    TrainingArguments = args_class or Seq2SeqTrainingArguments
     # use_cpu on a machine without GPUs: also what makes torchrun/accelerate start a real multi-process
     # (gloo) run there instead of N independent single-process runs
     kw = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(),
@@ -111,7 +114,7 @@ def resolve_bf16() -> tuple[bool, str]:
     return bool(native), (f"CPU has {native[0]}" if native else "CPU has no native bf16 (AVX512-BF16/AMX): fp32")
 
 
-def check_training(training: dict, task_defaults: dict) -> None:
+def check_training(training: dict, task_defaults: dict, args_class: type | None = None) -> None:
     """Everything about the training section that would otherwise fail after the data is prepared:
     TrainingArguments' own checks, the optimizer they describe, sizes that must be positive, and the
     loggers and DeepSpeed they ask for."""
@@ -146,7 +149,7 @@ def check_training(training: dict, task_defaults: dict) -> None:
     if training.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise HfkitError("recipe key 'training.deepspeed' needs the deepspeed package, which is not installed "
                          "(pip install deepspeed, on a machine with CUDA)")
-    args = training_arguments(training, task_defaults, has_validation=True)
+    args = training_arguments(training, task_defaults, has_validation=True, args_class=args_class)
     opt_cls, opt_kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
     try:
         opt_cls([torch.nn.Parameter(torch.zeros(1))], **opt_kwargs)

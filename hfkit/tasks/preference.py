@@ -1,0 +1,359 @@
+"""Preference tuning through TRL: a reward model (`task: reward`, TRL's RewardTrainer), direct
+preference optimisation (`task: dpo`, DPOTrainer; IPO and the other DPO-family losses by its
+`loss_type`) and online RL against a computed reward (`task: grpo`, GRPOTrainer).
+
+hfkit does not re-implement the losses: each task hands its records (TRL's standard formats, checked
+up front by hfkit.data.preferences), its model (built or loaded, with hfkit's adapters: a LoRA
+policy's reference is the same model with the adapter off, as TRL does) and its section — whose
+keys are the TRL config's own field names — to TRL's trainer. hfkit adds the recipe, the data
+sources, the held-out BLEU/chrF before and after, atomic checkpoints, reports and push.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
+
+from datasets import Dataset, concatenate_datasets
+
+from ..data.corpus import deduplicate, split_by_source
+from ..data.preferences import check_preferences
+from ..data.sources import load_records, quiet_datasets, source_label, source_where
+from ..errors import HfkitError
+from . import Prepared, Task, register
+
+if TYPE_CHECKING:
+    from ..recipe import Recipe
+
+
+def _trl(name: str):
+    try:
+        import trl
+    except ImportError:
+        raise HfkitError("preference tuning needs TRL: pip install 'trl>=1.0'") from None
+    return getattr(trl, name)
+
+
+@dataclass
+class PreferenceSection:
+    """Fields shared by the preference sections; the others are the TRL config's, by its names."""
+    fields: dict = field(default_factory=dict)  # rename columns: {prompt: question, chosen: good, ...}
+
+    HFKIT_FIELDS: ClassVar[tuple[str, ...]] = ("fields",)
+
+    def trl_fields(self) -> dict:
+        """The section's values for the TRL config (every field but hfkit's own)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.HFKIT_FIELDS}
+
+
+@dataclass
+class RewardSection(PreferenceSection):
+    """Recipe section `reward`: trl.RewardConfig's own fields."""
+    max_length: Optional[int] = 256  # pairs whose chosen or rejected is longer are dropped (TRL)
+    center_rewards_coefficient: Optional[float] = None  # pushes rewards towards mean zero (TRL)
+    disable_dropout: bool = True
+
+    def validate(self, prefix: str) -> None:
+        if self.max_length is not None and self.max_length < 2:
+            raise HfkitError(f"recipe key '{prefix}.max_length' must be >= 2, got {self.max_length}")
+
+
+@dataclass
+class DpoSection(PreferenceSection):
+    """Recipe section `dpo`: trl.DPOConfig's own fields."""
+    beta: float = 0.1  # how far the policy may move from the reference (higher: less)
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])  # sigmoid = DPO; ipo, hinge, robust, ...
+    loss_weights: Optional[list[float]] = None
+    label_smoothing: float = 0.0  # robust DPO / cDPO
+    max_length: Optional[int] = 256  # prompt + completion tokens (TRL keeps the start)
+    precompute_ref_log_probs: bool = False
+    use_weighting: bool = False  # WPO
+    ld_alpha: Optional[float] = None
+    disable_dropout: bool = True
+
+    def validate(self, prefix: str) -> None:
+        if self.beta <= 0:
+            raise HfkitError(f"recipe key '{prefix}.beta' must be > 0, got {self.beta}")
+        if self.max_length is not None and self.max_length < 2:
+            raise HfkitError(f"recipe key '{prefix}.max_length' must be >= 2, got {self.max_length}")
+
+
+@dataclass
+class GrpoSection(PreferenceSection):
+    """Recipe section `grpo`: the reward functions (GRPOTrainer's `reward_funcs`, by the names of
+    hfkit.training.rewards) and trl.GRPOConfig's own fields."""
+    reward_funcs: list[str] = field(default_factory=lambda: ["chrf"])
+    reward_weights: Optional[list[float]] = None
+    num_generations: int = 4  # completions sampled per prompt (the group)
+    max_completion_length: int = 32
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.0  # KL to the reference model; 0: no reference model is kept (TRL's default)
+    epsilon: float = 0.2  # clipping
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    num_iterations: int = 1
+    mask_truncated_completions: bool = False
+    log_completions: bool = False
+
+    HFKIT_FIELDS: ClassVar[tuple[str, ...]] = ("fields", "reward_funcs")
+
+    def validate(self, prefix: str) -> None:
+        from ..training.rewards import reward_function
+
+        if not self.reward_funcs:
+            raise HfkitError(f"recipe key '{prefix}.reward_funcs' is empty: name at least one reward")
+        for i, name in enumerate(self.reward_funcs):
+            reward_function(name, f"{prefix}.reward_funcs.{i}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise HfkitError(f"recipe key '{prefix}.reward_weights' has {len(self.reward_weights)} weights for "
+                             f"{len(self.reward_funcs)} reward functions")
+        if self.num_generations < 2:
+            raise HfkitError(f"recipe key '{prefix}.num_generations' must be >= 2 (advantages compare a group), "
+                             f"got {self.num_generations}")
+        if self.max_completion_length < 1:
+            raise HfkitError(f"recipe key '{prefix}.max_completion_length' must be >= 1, got {self.max_completion_length}")
+
+
+@dataclass
+class PreferenceRecords:
+    train: Dataset
+    validation: Dataset | None
+    stats: dict
+
+
+def _trainer(base: str):
+    """TRL's trainer `base` with hfkit's atomic checkpoints."""
+    from ..training.trainer import AtomicCheckpoints
+
+    cls = _trl(base)
+    return type(f"Hfkit{base}", (AtomicCheckpoints, cls), {"perplexity_from_loss": False})
+
+
+class TrlTask(Task):
+    """What the TRL tasks share: records in TRL's formats, split like any source; TRL tokenizes."""
+    records_kind: ClassVar[str] = "paired"  # or "prompt_only"
+    trl_config: ClassVar[str]  # the TRL config class the trainer takes
+    trl_trainer: ClassVar[str]
+    causal = True
+
+    def check(self, recipe: "Recipe") -> None:
+        for i, src in enumerate(recipe.data.sources):
+            if src.weight is not None or src.epochs is not None:
+                raise HfkitError(f"recipe key 'data.sources.{i}.{'weight' if src.weight is not None else 'epochs'}': "
+                                 f"task {recipe.task} trains on every record once per epoch (no mixture weights)")
+            if src.kind in ("default", "python_stdlib"):
+                raise HfkitError(f"data.sources.{i}: the {src.kind} corpus is plain text, not preference records")
+
+    def sequence_length(self, recipe: "Recipe") -> tuple[int, str]:
+        cfg = recipe.task_config
+        if isinstance(cfg, GrpoSection):
+            return cfg.max_completion_length, f"{self.section}.max_completion_length"
+        return cfg.max_length or 1024, f"{self.section}.max_length"
+
+    def arguments_class(self, recipe: "Recipe") -> type:
+        return _trl(self.trl_config)
+
+    def training_defaults(self, recipe: "Recipe") -> dict:
+        # TRL's configs turn activation (gradient) checkpointing on to save GPU memory; hfkit's other tasks
+        # leave it off (it recomputes every layer's forward): the recipe's `training` may turn it on
+        return {**recipe.task_config.trl_fields(), "activation_checkpointing": False}
+
+    def trainer_class(self, model):
+        return _trainer(self.trl_trainer)
+
+    def load(self, recipe: "Recipe", seed: int) -> PreferenceRecords:
+        cfg, data = recipe.task_config, recipe.data
+        labels, parts, fmt = [], [], None
+        for i, src in enumerate(data.sources):
+            where = source_where(src)
+            ds = load_records(src)
+            renames = {col: name for name, col in cfg.fields.items() if col != name}
+            for col in renames:
+                if col not in ds.column_names:
+                    raise HfkitError(f"{where}: mapped field '{col}' ({self.section}.fields) not found "
+                                     f"(columns: {', '.join(ds.column_names)})")
+            with quiet_datasets():
+                ds = ds.rename_columns(renames) if renames else ds
+            found = check_preferences(ds, where, self.records_kind)
+            if fmt is not None and found != fmt:
+                raise HfkitError(f"{where}: {found['style']} records with {found['prompt']} prompt, but data.sources.0 "
+                                 f"has {fmt['style']} with {fmt['prompt']} prompt (one format per run)")
+            fmt = found
+            label = source_label(src) if source_label(src) not in labels else f"{source_label(src)}_{i}"
+            labels.append(label)
+            with quiet_datasets():
+                parts.append(ds.add_column("_src", [i] * len(ds)))
+        with quiet_datasets():
+            try:
+                everything = concatenate_datasets(parts)
+            except ValueError as e:
+                raise HfkitError(f"data.sources: sources have incompatible columns ({e})") from None
+            keyed = everything.map(lambda b: {"text": [repr([b[k][j] for k in ("prompt", "chosen", "rejected") if k in b])
+                                                       for j in range(len(b["_src"]))]}, batched=True)
+            deduped, n_dup = deduplicate(keyed, data.dedup)
+            deduped = deduped.remove_columns("text")
+        train, validation, counts = split_by_source(deduped, labels, data.validation_fraction, seed, "records")
+        with quiet_datasets():
+            train_all = concatenate_datasets(list(train.values())).shuffle(seed=seed)
+        stats = {"format": fmt, "removed_duplicates": n_dup, "sources": counts, "train_records": len(train_all),
+                 "validation_records": len(validation)}
+        return PreferenceRecords(train_all, validation if len(validation) else None, stats)
+
+    def tokenizer_texts(self, records: PreferenceRecords):
+        for row in records.train:
+            for k in ("prompt", "chosen", "rejected", "reference"):
+                v = row.get(k)
+                if isinstance(v, str):
+                    yield v
+                elif isinstance(v, list):
+                    yield from (m["content"] for m in v)
+
+    def prepare(self, recipe: "Recipe", tokenizer, model, records: PreferenceRecords, seed: int) -> Prepared:
+        overview = [("train records", records.stats["train_records"]),
+                    ("validation records", records.stats["validation_records"]),
+                    ("format", f"{records.stats['format']['style']}, {records.stats['format']['prompt']} prompt"),
+                    ("trainer", f"trl.{self.trl_trainer}")]
+        prepared = Prepared(records.train, records.validation, None, dict(records.stats), overview,
+                            loss_is_token_nll=False)
+        if self.generates and recipe.eval.metrics and records.validation is not None:
+            prepared.generation_eval = _generation_eval(recipe, tokenizer, records.validation)
+        return prepared
+
+    def make_trainer(self, model, args, prepared: Prepared, tokenizer, callbacks: list):
+        return self.trainer_class(model)(model=model, args=args, train_dataset=prepared.train,
+                                         eval_dataset=prepared.validation, processing_class=tokenizer,
+                                         callbacks=callbacks, **prepared.trainer_kwargs)
+
+
+def _eval_pairs(records: Dataset, tokenizer, limit: int | None) -> tuple[list[str], list[str]]:
+    """Held-out prompts (rendered with the chat template when conversational) and references: the
+    record's `reference`, else its chosen answer."""
+    from ..training.rewards import completion_text
+
+    n = len(records) if limit is None else min(limit, len(records))
+    prompts, refs = [], []
+    for i in range(n):
+        r = records[i]
+        p = r["prompt"] if "prompt" in r else None
+        if isinstance(p, list):
+            p = tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+        ref = r.get("reference") or r.get("answer") or r.get("chosen")
+        if ref is None:
+            raise HfkitError(f"eval.metrics: held-out record {i} has no 'reference', 'answer' or 'chosen' to score against")
+        prompts.append(p or "")
+        refs.append(completion_text(ref) if not isinstance(ref, str) else ref.strip())
+    return prompts, refs
+
+
+def _generation_eval(recipe: "Recipe", tokenizer, validation: Dataset):
+    ev = recipe.eval
+
+    def generation_eval(m, progress: bool = False) -> dict:
+        from ..evaluation.text_metrics import corpus_metrics
+        from ..inference.generation import generate
+        from ..training.rewards import completion_text
+
+        prompts, refs = _eval_pairs(validation, tokenizer, ev.max_examples)
+        outs = generate(m, tokenizer, prompts, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
+                        num_beams=ev.num_beams, progress=progress, desc="generate (eval)")
+        preds = [completion_text(o[0]) for o in outs]
+        scores = corpus_metrics(preds, refs, tuple(ev.metrics))
+        scores["examples"] = [{"reference": r, "prediction": p} for r, p in list(zip(refs, preds))[:5]]
+        scores["n"] = len(refs)
+        return scores
+
+    return generation_eval
+
+
+@register
+class RewardModelling(TrlTask):
+    """A reward model: a sequence-classification head scoring a whole (prompt +) answer, trained by
+    TRL's RewardTrainer on chosen/rejected pairs (Bradley-Terry); reports pairwise accuracy."""
+    name = "reward"
+    section = "reward"
+    config_class = RewardSection
+    auto_class = "AutoModelForSequenceClassification"
+    peft_task_type = "SEQ_CLS"
+    pipeline_tag = "text-classification"
+    pipeline_task = "text-classification"
+    architectures = ("gpt2", "llama", "bert")
+    causal = False
+    trl_config = "RewardConfig"
+    trl_trainer = "RewardTrainer"
+
+    def model_overrides(self, recipe: "Recipe", data: Any, tokenizer) -> dict:
+        out = {"num_labels": 1, "id2label": {0: "reward"}, "label2id": {"reward": 0}}
+        if tokenizer is not None:
+            out["pad_token_id"] = tokenizer.pad_token_id  # decoders score the last non-pad token
+        return out
+
+
+@register
+class DirectPreference(TrlTask):
+    """DPO and its family (IPO, hinge, robust... by `dpo.loss_type`) with TRL's DPOTrainer; the
+    reference model is a frozen copy of the starting policy, or with a LoRA adapter the same model
+    with the adapter off. Reports reward margins and preference accuracy (eval) and BLEU/chrF of
+    held-out generations before and after."""
+    name = "dpo"
+    section = "dpo"
+    config_class = DpoSection
+    generates = True
+    trl_config = "DPOConfig"
+    trl_trainer = "DPOTrainer"
+
+    def prepare(self, recipe: "Recipe", tokenizer, model, records: PreferenceRecords, seed: int) -> Prepared:
+        import copy
+
+        from peft import PeftModel
+
+        prepared = super().prepare(recipe, tokenizer, model, records, seed)
+        # the reference: TRL reloads the policy's checkpoint; a frozen copy of the starting policy is
+        # the same model and also serves one built here. None with an adapter (TRL turns it off instead).
+        if model is not None and not isinstance(model, PeftModel) and not recipe.task_config.precompute_ref_log_probs:
+            ref = copy.deepcopy(model).eval()
+            ref.requires_grad_(False)
+            prepared.trainer_kwargs["ref_model"] = ref
+        prepared.overview.append(("reference model", "the policy with its adapter off" if isinstance(model, PeftModel)
+                                  else "a frozen copy of the starting policy"))
+        return prepared
+
+
+@register
+class GroupRelativePolicyOptimization(TrlTask):
+    """Online RL: TRL's GRPOTrainer samples `num_generations` completions per prompt, scores them
+    with the recipe's reward functions (hfkit.training.rewards) and moves the policy towards the
+    better ones of each group."""
+    name = "grpo"
+    section = "grpo"
+    config_class = GrpoSection
+    generates = True
+    records_kind = "prompt_only"
+    trl_config = "GRPOConfig"
+    trl_trainer = "GRPOTrainer"
+
+    def training_defaults(self, recipe: "Recipe") -> dict:
+        # TRL evaluates GRPO by sampling groups; hfkit's held-out BLEU/chrF (eval.metrics) is the measure
+        # the prompt records' other columns (reference...) reach the reward functions
+        return {**super().training_defaults(recipe), "eval_strategy": "no", "eval_on_start": False,
+                "remove_unused_columns": False}
+
+    def training_summary(self, log_history: list[dict]) -> dict:
+        """The mean reward of the sampled completions over the first and the last fifth of the logged steps."""
+        rewards = [h["reward"] for h in log_history if "reward" in h]
+        if not rewards:
+            return {}
+        k = max(1, len(rewards) // 5)
+        return {"mean reward, first logs": round(sum(rewards[:k]) / k, 4),
+                "mean reward, last logs": round(sum(rewards[-k:]) / k, 4), "logged steps": len(rewards)}
+
+    def prepare(self, recipe: "Recipe", tokenizer, model, records: PreferenceRecords, seed: int) -> Prepared:
+        from ..training.rewards import reward_function
+
+        cfg = recipe.task_config
+        prepared = super().prepare(recipe, tokenizer, model, records, seed)
+        prepared.validation = None  # scored by generation (eval.metrics), not by TRL's sampled evaluation
+        prepared.trainer_kwargs["reward_funcs"] = [reward_function(n, f"grpo.reward_funcs.{i}")
+                                                   for i, n in enumerate(cfg.reward_funcs)]
+        prepared.overview.append(("rewards", ", ".join(cfg.reward_funcs)))
+        return prepared

@@ -1,0 +1,202 @@
+"""Preference tuning through TRL: the data formats, the gettext preference set, a reward model, DPO
+and GRPO, each checked against a figure computed here."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from datasets import Dataset
+
+from hfkit.data.preferences import check_preferences, gettext_preference_records
+from hfkit.errors import HfkitError
+
+TINY = ["model.architecture=llama", "model.hidden_size=32", "model.num_layers=2", "model.num_heads=2",
+        "model.num_kv_heads=2", "model.max_position_embeddings=64", "model.dropout=0.0", "tokenizer.kind=char",
+        "tokenizer.vocab_size=200", "warmup_steps=0", "save_strategy=no", "load_best_model_at_end=false",
+        "bf16=false"]
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+MSG = lambda role, text: {"role": role, "content": text}  # noqa: E731
+
+
+@pytest.mark.parametrize("rows, kind, expected", [
+    ([{"prompt": "2+2=", "chosen": " 4", "rejected": " 5"}], "paired", {"prompt": "explicit", "style": "standard"}),
+    ([{"chosen": "2+2= 4", "rejected": "2+2= 5"}], "paired", {"prompt": "implicit", "style": "standard"}),
+    ([{"prompt": [MSG("user", "2+2?")], "chosen": [MSG("assistant", "4")], "rejected": [MSG("assistant", "5")]}],
+     "paired", {"prompt": "explicit", "style": "conversational"}),
+    ([{"chosen": [MSG("user", "2+2?"), MSG("assistant", "4")], "rejected": [MSG("user", "2+2?"), MSG("assistant", "5")]}],
+     "paired", {"prompt": "implicit", "style": "conversational"}),
+    ([{"prompt": "2+2=", "answer": "4"}], "prompt_only", {"prompt": "only", "style": "standard"}),
+    ([{"prompt": [MSG("system", "Be brief."), MSG("user", "2+2?")]}], "prompt_only",
+     {"prompt": "only", "style": "conversational"}),
+])
+def test_every_trl_format_is_accepted(rows, kind, expected):
+    assert check_preferences(Dataset.from_list(rows * 2), "f.jsonl", kind) == expected
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"prompt": "p", "rejected": " b"}, "no field 'chosen'"),
+    ({"prompt": "p", "chosen": "  ", "rejected": " b"}, "record 1: field 'chosen' is empty"),
+    ({"prompt": "p", "chosen": " a", "rejected": " a"}, "record 1: 'chosen' and 'rejected' are the same"),
+    ({"prompt": "p", "chosen": [{"content": "a"}], "rejected": [MSG("assistant", "b")]},
+     "record 1: field 'chosen' message 0 must be {role:"),
+    ({"prompt": "p", "chosen": [MSG("assistant", "a")], "rejected": [MSG("assistant", "b")]},
+     "record 1: mixes text and message lists"),
+    ({"prompt": "p", "chosen": 3, "rejected": " b"}, "record 1: field 'chosen' must be text or a list of messages"),
+])
+def test_bad_preference_records_are_refused_naming_the_record(bad, message):
+    good = {"prompt": "p", "chosen": " a", "rejected": " b"}
+    rows = Rows([good, bad] if "chosen" in bad else [bad, bad])
+    with pytest.raises(HfkitError) as e:
+        check_preferences(rows, "prefs.jsonl", "paired")
+    assert str(e.value).startswith("prefs.jsonl") and message in str(e.value), str(e.value)
+
+
+class Rows(list):
+    """Records as read (a plain sequence: Arrow could not hold a number and a text in one column)."""
+
+    @property
+    def column_names(self):
+        return sorted({k for r in self for k in r})
+
+
+def test_a_bad_record_in_a_file_fails_in_one_line_with_exit_2(tmp_path):
+    rows = [{"prompt": "Q: 1+1?", "chosen": " 2", "rejected": " 3"}] * 3 + [{"prompt": "Q", "chosen": " x"}]
+    path = _jsonl(tmp_path / "prefs.jsonl", rows)
+    p = subprocess.run([sys.executable, "-m", "hfkit", "train", "dpo_translate", "model.name_or_path=null",
+                        f"data.sources=[{{kind: json, path: {path}}}]", "dpo.max_length=32", f"output_dir={tmp_path / 'run'}", *TINY],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "record 3: field 'rejected' must be text" in err[0] and "prefs.jsonl" in err[0], err
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_gettext_preferences_reject_a_same_catalog_translation_of_the_closest_length():
+    ds = gettext_preference_records("de", "/usr/share/locale", max_chars=60, max_records=400, seed=0)
+    assert len(ds) == 400
+    by_catalog = {}
+    for r in ds:
+        by_catalog.setdefault(r["catalog"], set()).add(r["reference"])
+    for r in ds:
+        assert r["chosen"] == " " + r["reference"] and r["rejected"] != r["chosen"]
+        assert r["prompt"] == f"Translate to German: {r['source']}\nGerman:"
+        others = by_catalog[r["catalog"]] - {r["reference"]}
+        if others:  # from the same program, and no other of its translations is closer in length
+            assert r["rejected"][1:] in others
+            assert abs(len(r["rejected"]) - len(r["chosen"])) == min(abs(len(o) - len(r["reference"])) for o in others)
+
+
+def _toy_pairs(n=64, seed=0):
+    """Separable: the chosen answer is a run of 'a's, the rejected one a run of 'b's."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        k = rng.randint(2, 6)
+        q = "".join(rng.choice("xyz") for _ in range(4))
+        rows.append({"prompt": f"{q}:", "chosen": " " + "a" * k, "rejected": " " + "b" * k})
+    return rows
+
+
+def test_reward_model_learns_a_separable_preference(tmp_path):
+    import hfkit
+
+    path = _jsonl(tmp_path / "toy.jsonl", _toy_pairs())
+    m = hfkit.train("reward_model", TINY + ["model.name_or_path=null", "model.architecture=gpt2",
+                                            f"data.sources=[{{kind: json, path: {path}}}]", "data.validation_fraction=0.25",
+                                            "reward.max_length=32", "max_steps=30", "per_device_train_batch_size=8",
+                                            "learning_rate=3e-3", "eval_steps=30", "logging_steps=5",
+                                            f"output_dir={tmp_path / 'run'}"], quiet=True)
+    logs = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [h["loss"] for h in logs if "loss" in h]
+    assert losses[-1] < 0.5 * losses[0]
+    assert m["eval_after"]["eval_accuracy"] == 1.0 and m["eval_before"]["eval_accuracy"] < 1.0
+    # the saved head scores a chosen answer above its rejected one (checked here, not by TRL)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "run")
+    with torch.no_grad():
+        for r in _toy_pairs(8, seed=1):
+            s = [model(**tok(r["prompt"] + r[k], return_tensors="pt")).logits.item() for k in ("chosen", "rejected")]
+            assert s[0] > s[1]
+
+
+def _completion_logp(model, tok, prompt: str, completion: str) -> float:
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    c = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]  # TRL ends completions with EOS
+    ids = torch.tensor([p + c])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+    return sum(logp[len(p) - 1 + i, t].item() for i, t in enumerate(c))
+
+
+def test_dpo_moves_the_chosen_rejected_log_ratio_the_right_way(tmp_path):
+    """DPO's implicit reward margin beta * [(log pi/ref)(chosen) - (log pi/ref)(rejected)], computed here
+    from the saved policy and the starting one, is 0 before, positive after, and equals TRL's."""
+    import copy
+
+    from hfkit.recipe import load_recipe
+    from hfkit.run import assemble
+
+    path = _jsonl(tmp_path / "toy.jsonl", _toy_pairs())
+    beta = 0.5
+    recipe = load_recipe("dpo_translate", TINY + ["model.name_or_path=null", f"data.sources=[{{kind: json, path: {path}}}]",
+                                                  "data.validation_fraction=0.25", "eval.metrics=[]", f"dpo.beta={beta}",
+                                                  "dpo.max_length=32", "max_steps=8", "per_device_train_batch_size=8",
+                                                  "learning_rate=3e-3", f"output_dir={tmp_path / 'run'}"])
+    job = assemble(recipe)
+    start = copy.deepcopy(job.model).eval()
+    trainer = job.task.make_trainer(job.model, job.args, job.prepared, job.tokenizer, [])
+    trainer.train()
+    policy = job.model.eval()
+
+    def margin(model_a, model_b, rows):
+        out = []
+        for r in rows:
+            lr = [_completion_logp(model_a, job.tokenizer, r["prompt"], r[k])
+                  - _completion_logp(model_b, job.tokenizer, r["prompt"], r[k]) for k in ("chosen", "rejected")]
+            out.append(beta * (lr[0] - lr[1]))
+        return out
+
+    held_out = [job.prepared.validation[i] for i in range(len(job.prepared.validation))]
+    assert max(abs(x) for x in margin(start, start, held_out)) == 0.0
+    after = margin(policy, start, held_out)
+    assert sum(after) / len(after) > 0.05 and sum(x > 0 for x in after) / len(after) >= 0.9
+    trl_eval = trainer.evaluate()
+    assert trl_eval["eval_rewards/margins"] == pytest.approx(sum(after) / len(after), rel=0.02, abs=1e-3)
+
+
+def test_grpo_calls_the_reward_with_completions_and_the_reward_rises(tmp_path, monkeypatch):
+    import hfkit
+    from hfkit.training import rewards
+
+    calls = []
+    real = rewards.REWARDS["chrf"]
+
+    def recording(completions, **kwargs):
+        calls.append((list(completions), dict(kwargs)))
+        return real(completions, **kwargs)
+
+    recording.__name__ = "chrf"
+    monkeypatch.setitem(rewards.REWARDS, "chrf", recording)
+    rows = [{"prompt": f"{q}:", "reference": "aaaa"} for q in ("xy", "yz", "zx", "xx", "yy", "zz", "xz", "zy")] * 4
+    path = _jsonl(tmp_path / "toy.jsonl", rows)
+    m = hfkit.train("grpo_translate", TINY + ["model.name_or_path=null", f"data.sources=[{{kind: json, path: {path}}}]",
+                                              "data.validation_fraction=0", "data.dedup=none", "eval.metrics=[]",
+                                              "grpo.num_generations=8", "grpo.max_completion_length=4",
+                                              "max_steps=24", "per_device_train_batch_size=16", "learning_rate=1e-2",
+                                              "logging_steps=1", f"output_dir={tmp_path / 'run'}"], quiet=True)
+    completions, kwargs = calls[0]
+    assert len(completions) == 16 and all(isinstance(c, str) for c in completions)
+    assert kwargs["reference"] == ["aaaa"] * 16 and "prompts" in kwargs
+    s = m["training_summary"]
+    assert s["mean reward, last logs"] > s["mean reward, first logs"] + 0.1, s
