@@ -26,7 +26,6 @@ test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 bench: install
-	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) bench/train_throughput.py
 	$(PY) bench/speed_settings.py
 	$(PY) bench/packing.py

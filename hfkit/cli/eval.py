@@ -72,15 +72,20 @@ def _register_icl(ev) -> None:
     ic.add_argument("--data", required=True, help="the task: JSONL with question, answer, optional choices and rationale")
     ic.add_argument("--task", action=Renamed, new="--data")
     ic.add_argument("--demos", default=None, help="JSONL of demonstrations (default: the task file, minus the example)")
-    ic.add_argument("--shots", type=int, default=0)
-    ic.add_argument("--select", choices=["random", "similar"], default="random",
-                    help="demonstrations at random (seeded) or the most similar (TF-IDF cosine)")
+    ic.add_argument("--prompt-template", default=None, metavar="NAME",
+                    help="a library template (`hfkit prompts`): its prompt, shots, selection, CoT and "
+                         "self-consistency, each overridden by the flag of its own")
+    ic.add_argument("--shots", type=int, default=None, help="demonstrations in front (default: 0)")
+    ic.add_argument("--select", choices=["random", "tfidf", "similar", "embedding"], default=None,
+                    help="demonstrations at random (seeded, default), the most similar by TF-IDF cosine "
+                         "(tfidf; similar is its old name) or by MiniLM embedding cosine")
     ic.add_argument("--template", default=None, help="Jinja prompt over an example's fields "
                                                      "(default: 'Question: {{question}}\\nAnswer:')")
     ic.add_argument("--input-field", default="question")
     ic.add_argument("--mode", choices=["auto", "multiple_choice", "generate"], default="auto")
-    ic.add_argument("--cot", action="store_true", help="chain-of-thought: reason first, then 'The answer is X'")
-    ic.add_argument("--self-consistency", type=int, default=0, metavar="N",
+    ic.add_argument("--cot", action="store_true", default=None,
+                    help="chain-of-thought: reason first, then 'The answer is X'")
+    ic.add_argument("--self-consistency", type=int, default=None, metavar="N",
                     help="sample N reasoning paths and take the majority answer")
     add_generation_options(ic, names=("max_new_tokens", "temperature", "top_p"), seed=False)
     ic.add_argument("--seed", type=int, default=1234, help="chooses the demonstrations, seeds sampling (default: 1234)")
@@ -287,11 +292,15 @@ def run_icl(args) -> int:
     from ..models import load_model
 
     _check_outputs(args, _inputs(args), output=args.output, log_samples=args.log_samples)
-    cfg = IclConfig(path=args.data, shots=args.shots, seed=args.seed, select=args.select,
-                    template=args.template or DEFAULT_TEMPLATE, demos=args.demos, limit=args.limit,
-                    input_field=args.input_field, mode=args.mode, cot=args.cot,
-                    self_consistency=args.self_consistency, temperature=args.temperature, top_p=args.top_p,
-                    max_new_tokens=args.max_new_tokens, answer_regex=args.answer_regex)
+    base = {"template": DEFAULT_TEMPLATE, "shots": 0, "select": "random", "cot": False, "self_consistency": 0}
+    if args.prompt_template:
+        from ..prompting import get_template
+
+        base = get_template(args.prompt_template).icl_settings()
+    given = {k: getattr(args, k) for k in base if getattr(args, k) is not None}  # a flag wins over the template
+    cfg = IclConfig(path=args.data, seed=args.seed, demos=args.demos, limit=args.limit,
+                    input_field=args.input_field, mode=args.mode, temperature=args.temperature, top_p=args.top_p,
+                    max_new_tokens=args.max_new_tokens, answer_regex=args.answer_regex, **{**base, **given})
     for name, what in cfg.problems()[:1]:
         raise HfkitError(f"--{'data' if name == 'path' else name.replace('_', '-')} {what}")
     examples = load_task(args.data, cfg.input_field)

@@ -13,7 +13,11 @@ def register(sub) -> None:
     g.add_argument("--model", required=True, help="model folder or Hub id")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", action="append", help="a prompt (repeatable)")
-    src.add_argument("--prompts-file", help="one prompt per line, or JSONL with a 'prompt' field")
+    src.add_argument("--prompts-file", help="one prompt per line, or JSONL with a 'prompt' field (with "
+                                            "--prompt-template: records with the template's fields)")
+    g.add_argument("--prompt-template", default=None, metavar="NAME",
+                   help="render each input with a library template (`hfkit prompts`); a plain prompt is its 'question'")
+    g.add_argument("--demos", default=None, help="JSONL demonstrations for a few-shot template")
     add_json(g)
     add_generation_options(g)
     g.set_defaults(handler=run_generate)
@@ -25,8 +29,8 @@ def register(sub) -> None:
     c.set_defaults(handler=run_chat)
 
 
-def read_prompts(path: str) -> list[str]:
-    """One prompt per line, or JSONL records with a `prompt` field."""
+def read_prompts(path: str, records: bool = False) -> list:
+    """One prompt per line, or JSONL records with a `prompt` field (`records`: the JSONL objects whole)."""
     from ..errors import HfkitError
 
     p = Path(path)
@@ -41,7 +45,8 @@ def read_prompts(path: str) -> list[str]:
         for n, line in enumerate(lines, 1):
             if line.strip():
                 try:
-                    prompts.append(json.loads(line)["prompt"])
+                    rec = json.loads(line)
+                    prompts.append(rec if records and isinstance(rec, dict) else rec["prompt"])
                 except (json.JSONDecodeError, KeyError, TypeError):
                     raise HfkitError(f"{p} line {n}: expected a JSON object with a 'prompt' field") from None
     else:
@@ -54,7 +59,20 @@ def read_prompts(path: str) -> list[str]:
 def run_generate(args) -> int:
     from ..inference.generation import generate, generation_config
 
-    prompts = read_prompts(args.prompts_file) if args.prompts_file else args.prompt
+    prompts = read_prompts(args.prompts_file, bool(args.prompt_template)) if args.prompts_file else args.prompt
+    if args.prompt_template:
+        from ..prompting import get_template, library_prompts
+        from .prompts import read_records
+
+        template = get_template(args.prompt_template)
+        records = [p if isinstance(p, dict) else {"question": p} for p in prompts]
+        demos = read_records(args.demos, "--demos") if args.demos else None
+        prompts = library_prompts(template, records, demos, args.seed if args.seed is not None else 1234,
+                                  args.prompts_file or "--prompt")
+    elif args.demos:
+        from ..errors import HfkitError
+
+        raise HfkitError("--demos goes with a few-shot --prompt-template")
     generation_config(None, **generation_kwargs(args))  # the settings' own errors, before loading the model
     model, tokenizer = load_model_and_tokenizer(args.model)
     outs = generate(model, tokenizer, prompts, batch_size=args.batch_size, seed=args.seed, progress=not args.json,

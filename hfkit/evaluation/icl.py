@@ -17,22 +17,16 @@ demonstrations).
 from __future__ import annotations
 
 import json
-import math
-import random
-import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
 from ..errors import HfkitError
 from ..inference.scoring import loglikelihoods
+from ..prompting.fewshot import (ANSWER_REGEX, COT_TRIGGER, DEFAULT_TEMPLATE, Example, SimilarSelector,  # noqa: F401
+                                 build_prompts, demo_text, extract_answer, majority_vote, render)
 from ..models import require_causal
 from .text_metrics import normalize_answer, token_f1
-
-DEFAULT_TEMPLATE = "Question: {{question}}\nAnswer:"
-COT_TRIGGER = " Let's think step by step."
-ANSWER_REGEX = r"(?i)the answer is[:\s]*(.+?)\s*(?:\.\s|\.?$|\n)"
 
 
 @dataclass
@@ -42,7 +36,8 @@ class IclConfig:
     path: Optional[str] = None  # the task file (JSONL: question, answer, optional choices / rationale)
     shots: int = 0
     seed: int = 1234  # chooses the demonstrations (and seeds sampling)
-    select: Literal["random", "similar"] = "random"  # similar: TF-IDF cosine, most similar last
+    # random; tfidf (or similar): TF-IDF cosine; embedding: MiniLM cosine. The most similar goes last
+    select: Literal["random", "tfidf", "similar", "embedding"] = "random"
     template: str = DEFAULT_TEMPLATE
     demos: Optional[str] = None  # JSONL of demonstrations; default: the task file minus the example
     limit: Optional[int] = None  # the first N examples only
@@ -57,6 +52,9 @@ class IclConfig:
     max_new_tokens: int = 64
     answer_regex: Optional[str] = None
     batch_size: int = 16
+    # a library template (hfkit.prompting.library): its prompt, shots, selection, CoT and self-consistency
+    # for every one of those fields left at its default here
+    prompt_template: Optional[str] = None
 
     RENAMED = {"task": "path"}
 
@@ -74,17 +72,16 @@ class IclConfig:
         return out
 
     def validate(self, prefix: str) -> None:
+        if self.prompt_template:
+            from ..prompting import get_template
+
+            settings = get_template(self.prompt_template, f"recipe key '{prefix}.prompt_template'").icl_settings()
+            defaults = IclConfig()
+            for k, v in settings.items():
+                if getattr(self, k) == getattr(defaults, k):
+                    setattr(self, k, v)
         for name, what in self.problems()[:1]:
             raise HfkitError(f"recipe key '{prefix}.{name}' {what}")
-
-
-@dataclass
-class Example:
-    index: int
-    doc: dict
-    gold: str  # the gold answer text
-    gold_index: int | None = None  # multiple choice
-    choices: list[str] = field(default_factory=list)
 
 
 def load_task(path: str | Path, input_field: str = "question") -> list[Example]:
@@ -128,122 +125,6 @@ def load_task(path: str | Path, input_field: str = "question") -> list[Example]:
     if not examples:
         raise HfkitError(f"{path}: no examples in the file")
     return examples
-
-
-def render(template: str, doc: dict, where: str) -> str:
-    import jinja2
-
-    from ..data.templates import compile_template
-
-    try:
-        return compile_template(template).render(**doc)
-    except jinja2.UndefinedError as e:
-        raise HfkitError(f"{where}: the template uses a field the example lacks ({e.message})") from None
-    except jinja2.TemplateSyntaxError as e:
-        raise HfkitError(f"--template: invalid Jinja template ({e.message})") from None
-
-
-def _tokens(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-class SimilarSelector:
-    """TF-IDF cosine similarity between the inputs of the example and of the demonstrations."""
-
-    def __init__(self, texts: list[str]):
-        docs = [Counter(_tokens(t)) for t in texts]
-        df = Counter(w for d in docs for w in d)
-        n = len(docs)
-        self.idf = {w: math.log((1 + n) / (1 + c)) + 1 for w, c in df.items()}
-        self.vectors = [self._vector(d) for d in docs]
-
-    def _vector(self, counts: Counter) -> dict:
-        v = {w: c * self.idf.get(w, math.log(1 + len(self.idf)) + 1) for w, c in counts.items()}
-        norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
-        return {w: x / norm for w, x in v.items()}
-
-    def top(self, text: str, k: int, exclude: int | None) -> list[int]:
-        q = self._vector(Counter(_tokens(text)))
-        scores = [(sum(q.get(w, 0.0) * x for w, x in v.items()), -i) for i, v in enumerate(self.vectors) if i != exclude]
-        best = sorted(scores, reverse=True)[:k]
-        return [-i for _, i in reversed(best)]  # the most similar demonstration last, next to the question
-
-
-def demo_text(ex: Example, cfg: IclConfig, where: str) -> str:
-    body = render(cfg.template, ex.doc, where) + (COT_TRIGGER if cfg.cot else "")
-    answer = ex.gold
-    if cfg.cot:
-        rationale = ex.doc.get("rationale")
-        if not rationale:
-            raise HfkitError(f"{where}: chain-of-thought demonstrations need a 'rationale' field")
-        answer = f"{rationale} The answer is {ex.gold}."
-    return body + cfg.target_delimiter + answer
-
-
-def build_prompts(examples: list[Example], demos: list[Example] | None, cfg: IclConfig,
-                  task_name: str = "task", demos_name: str | None = None) -> list[str]:
-    """Prompt of every example with `cfg.shots` demonstrations (from `demos`, else from the task file
-    itself without the example); deterministic for a given seed and the same as lm-eval's."""
-    same_pool = demos is None
-    pool = examples if same_pool else demos
-    available = len(pool) - (1 if same_pool else 0)
-    if cfg.shots < 0:
-        raise HfkitError(f"--shots must be >= 0, got {cfg.shots}")
-    if cfg.shots > available:
-        raise HfkitError(f"--shots {cfg.shots} but only {available} demonstrations are available in "
-                         f"{demos_name or task_name}" + (" (the task file minus the example itself)" if same_pool else ""))
-    selector = SimilarSelector([str(d.doc[cfg.input_field]) for d in pool]) if cfg.select == "similar" and cfg.shots else None
-    # random: lm-evaluation-harness's ContextSampler, so that a seed gives the same demonstrations there
-    # and here: one Random(seed) drawn from in example order; from the task's own pool it draws K+1 and
-    # drops the example itself (lm-eval does this when fewshot_split is the test split)
-    rnd = random.Random(cfg.seed)
-    prompts = []
-    for ex in examples:
-        where = f"{task_name} example {ex.index + 1}"
-        chosen: list[int] = []
-        if cfg.shots:
-            exclude = ex.index if same_pool else None
-            if selector is not None:
-                chosen = selector.top(str(ex.doc[cfg.input_field]), cfg.shots, exclude)
-            elif same_pool:
-                chosen = [i for i in rnd.sample(range(len(pool)), cfg.shots + 1) if pool[i].doc != ex.doc][:cfg.shots]
-                if len(chosen) < cfg.shots:  # the example appears more than once in the pool
-                    chosen = rnd.sample([i for i in range(len(pool)) if pool[i].doc != ex.doc], cfg.shots)
-            else:
-                chosen = rnd.sample(range(len(pool)), cfg.shots)
-        parts = [demo_text(pool[i], cfg, f"{demos_name or task_name} example {i + 1}") for i in chosen]
-        parts.append(render(cfg.template, ex.doc, where) + (COT_TRIGGER if cfg.cot else ""))
-        prompts.append(cfg.fewshot_delimiter.join(parts))
-    return prompts
-
-
-def extract_answer(text: str, regex: str | None, cot: bool) -> str | None:
-    """The answer in a generation: the regex's first group (default for chain-of-thought: "The answer
-    is X"), else the first non-empty line."""
-    pattern = regex or (ANSWER_REGEX if cot else None)
-    if pattern:
-        m = re.search(pattern, text)
-        if not m:
-            return None
-        return (m.group(1) if m.groups() else m.group(0)).strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-def majority_vote(answers: list[str | None]) -> str | None:
-    """The most frequent extracted answer (compared after SQuAD normalisation); ties go to the answer
-    seen first; paths with no extractable answer do not vote."""
-    votes = [a for a in answers if a is not None and normalize_answer(a) != ""]
-    if not votes:
-        return None
-    counts = Counter(normalize_answer(a) for a in votes)
-    best = max(counts.values())
-    for a in votes:  # first seen among the most frequent
-        if counts[normalize_answer(a)] == best:
-            return a
-    return None
 
 
 def evaluate_icl(model, tokenizer, examples: list[Example], cfg: IclConfig, demos: list[Example] | None = None,

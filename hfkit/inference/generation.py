@@ -125,6 +125,14 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
             # nothing to condition on: start from the document separator the model was trained with
             for i in empty:
                 encoded[i] = [doc_start_token_id(tokenizer)]
+        from ..models import max_positions
+
+        limit = None if seq2seq else max_positions(model.config)
+        longest = max(range(len(encoded)), key=lambda i: len(encoded[i]))
+        if limit is not None and len(encoded[longest]) + gen_cfg.max_new_tokens > limit:
+            raise HfkitError(f"prompt {longest + 1} has {len(encoded[longest])} tokens: with max_new_tokens="
+                             f"{gen_cfg.max_new_tokens} it exceeds the model's {limit} positions (shorten it, or "
+                             f"generate fewer tokens)")
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         out: list[list[str]] = [[] for _ in prompts]
         for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress,

@@ -282,6 +282,14 @@ class RewardModelling(TrlTask):
     trl_config = "RewardConfig"
     trl_trainer = "RewardTrainer"
 
+    def check_tokenizer(self, tokenizer, where: str) -> None:
+        if tokenizer.eos_token is None and tokenizer.sep_token is None:
+            raise HfkitError(f"tokenizer '{where}' has neither an eos_token nor a sep_token to end each answer with")
+
+    def setup(self, recipe: "Recipe", tokenizer, model) -> None:
+        if tokenizer.eos_token is None:  # an encoder's (BERT's [SEP]): TRL ends every answer with the eos token
+            tokenizer.eos_token = tokenizer.sep_token
+
     def model_overrides(self, recipe: "Recipe", data: Any, tokenizer) -> dict:
         out = {"num_labels": 1, "id2label": {0: "reward"}, "label2id": {"reward": 0}}
         if tokenizer is not None:
