@@ -64,8 +64,10 @@ def missing_run_hint(ref: str) -> str:
         return ""
     name = Path(ref).parts[1] if len(Path(ref).parts) > 1 else ""
     shipped = Path(__file__).parent / "recipes" / f"{name}.yaml"
-    if name == "clm_pretrain" or not shipped.exists():
+    if name == "clm_pretrain":
         return " (train it first: `make demo` or `hfkit train clm_pretrain`)"
+    if not shipped.exists():
+        return " (a run folder: train it first with `hfkit train RECIPE output_dir=" + ref + "`)"
     return f" (the run this recipe starts from: train it first with `hfkit train {name}`)"
 
 

@@ -200,3 +200,56 @@ def test_grpo_calls_the_reward_with_completions_and_the_reward_rises(tmp_path, m
     assert kwargs["reference"] == ["aaaa"] * 16 and "prompts" in kwargs
     s = m["training_summary"]
     assert s["mean reward, last logs"] > s["mean reward, first logs"] + 0.1, s
+
+
+def test_shipped_reward_functions_score_against_the_reference():
+    from sacrebleu.metrics import CHRF
+
+    from hfkit.training.rewards import REWARDS
+
+    comps = ["Datei öffnen\nnoise", "datei Öffnen.", "Ordner"]
+    refs = ["Datei öffnen"] * 3
+    assert REWARDS["chrf"](comps, reference=refs) == pytest.approx(
+        [CHRF().sentence_score(c.split("\n")[0], [r]).score / 100 for c, r in zip(comps, refs)])
+    assert REWARDS["chrf"](comps, reference=refs)[0] == 1.0  # only the first line is the answer
+    assert REWARDS["exact_match"](comps, answer=refs) == [1.0, 1.0, 0.0]  # case, spacing, final period aside
+    assert REWARDS["length_penalty"](["abc", "abcdef", [{"role": "assistant", "content": "ab"}]],
+                                     reference=["abcd"] * 3) == pytest.approx([-0.25, -0.5, -0.5])
+    with pytest.raises(HfkitError, match="reward 'chrf' compares with a record field 'reference' or 'answer'"):
+        REWARDS["chrf"](comps, source=refs)
+
+
+def test_on_policy_rejections_are_the_policys_worst_sample(tiny_run):
+    from sacrebleu.metrics import CHRF
+
+    from hfkit.data.preferences import on_policy_rejections
+
+    run, _ = tiny_run
+    ds = gettext_preference_records("de", "/usr/share/locale", max_chars=20, max_records=12, seed=0)
+    out, report = on_policy_rejections(ds, str(run), num_samples=3, max_new_tokens=8, seed=0, progress=False)
+    assert report["records"] == len(out) > 0 and report["mean_chrf_worst_sample"] <= report["mean_chrf_best_sample"]
+    # the same samples again (seeded): each rejected answer is the lowest-chrF sample of its prompt
+    from hfkit.data.tokenizer import load_tokenizer
+    from hfkit.inference.generation import generate
+    from hfkit.models import load_model
+
+    samples = generate(load_model(str(run)), load_tokenizer(str(run)), list(ds["prompt"]), batch_size=64,
+                       max_new_tokens=8, do_sample=True, temperature=1.0, num_return_sequences=3, seed=0)
+    by_prompt = dict(zip(ds["prompt"], zip(samples, ds["reference"])))
+    for r in out:
+        outs, ref = by_prompt[r["prompt"]]
+        texts = [s.split("\n")[0].strip() for s in outs]
+        worst = min(CHRF().sentence_score(t, [ref]).score for t in texts if t != ref.strip())
+        assert CHRF().sentence_score(r["rejected"].strip(), [ref]).score == worst
+        assert r["chosen"] == " " + ref
+
+
+def test_a_recipe_that_starts_from_a_missing_run_names_it(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "hfkit", "train", "dpo_translate", f"output_dir={tmp_path / 'r'}",
+                        "model.name_or_path=runs/sft_translate_missing"], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert p.returncode == 2 and "runs/sft_translate_missing" in p.stderr and "train it first" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "hfkit", "train", "grpo_translate", f"output_dir={tmp_path / 'r'}"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)  # no runs/ here
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "runs/sft_translate" in p.stderr and "hfkit train sft_translate" in p.stderr

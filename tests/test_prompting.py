@@ -366,3 +366,16 @@ def test_pipeline_runs_an_adapter_merged_into_its_base(tiny_models, tmp_path):
     ref = pipeline("text-generation", model=merged, tokenizer=AutoTokenizer.from_pretrained(base))
     expected = ref("The violin", max_new_tokens=6, do_sample=False)[0]["generated_text"]
     assert outs["adapter"] == expected != outs["base"]
+
+
+def test_a_recipe_eval_icl_entry_takes_a_library_template(tmp_path):
+    from hfkit.recipe import load_recipe
+
+    r = load_recipe("clm_pretrain", [f"eval.icl=[{{path: {tmp_path}/t.jsonl, prompt_template: self_consistency, "
+                                     f"temperature: 0.7}}]"])
+    icl = r.eval.icl[0]
+    assert (icl.cot, icl.self_consistency, icl.shots, icl.temperature) == (True, 5, 0, 0.7)
+    r = load_recipe("clm_pretrain", [f"eval.icl=[{{path: {tmp_path}/t.jsonl, prompt_template: few_shot_tfidf, shots: 2}}]"])
+    assert (r.eval.icl[0].select, r.eval.icl[0].shots) == ("tfidf", 2)  # a field of the entry's own wins
+    with pytest.raises(HfkitError, match="eval.icl.0.prompt_template' 'fewshot': no such template"):
+        load_recipe("clm_pretrain", [f"eval.icl=[{{path: {tmp_path}/t.jsonl, prompt_template: fewshot}}]"])
