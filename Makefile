@@ -33,6 +33,7 @@ bench: install
 	$(PY) bench/peft_memory.py
 	$(PY) bench/multi_process.py
 	$(PY) bench/generation.py
+	$(PY) bench/rag.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -253,3 +253,25 @@ def test_a_recipe_that_starts_from_a_missing_run_names_it(tmp_path):
                        capture_output=True, text=True, timeout=120, cwd=tmp_path)  # no runs/ here
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "runs/sft_translate" in p.stderr and "hfkit train sft_translate" in p.stderr
+
+
+def test_eval_bleu_reads_a_preference_runs_prompt_format(tmp_path):
+    """`hfkit eval bleu --model RUN` on a dpo run: the records' prompts, scored against their reference."""
+    import hfkit
+
+    rows = _toy_pairs(32)
+    for r in rows:
+        r["reference"] = r["chosen"].strip()
+    path = _jsonl(tmp_path / "toy.jsonl", rows)
+    hfkit.train("dpo_translate", TINY + ["model.name_or_path=null", f"data.sources=[{{kind: json, path: {path}}}]",
+                                         "data.validation_fraction=0.25", "eval.metrics=[chrf]", "eval.max_examples=4",
+                                         "eval.max_new_tokens=6", "dpo.max_length=32", "max_steps=2",
+                                         "per_device_train_batch_size=8", f"output_dir={tmp_path / 'run'}"], quiet=True)
+    preds = tmp_path / "preds.jsonl"
+    p = subprocess.run([sys.executable, "-m", "hfkit", "eval", "chrf", "--model", str(tmp_path / "run"), "--data", path,
+                        "--max-examples", "5", "--max-new-tokens", "6", "--save-predictions", str(preds), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["metrics"]["n"] == 5
+    saved = [json.loads(x) for x in preds.read_text().splitlines()]
+    assert [(s["prompt"], s["reference"]) for s in saved] == [(r["prompt"], r["reference"]) for r in rows[:5]]

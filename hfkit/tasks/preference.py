@@ -225,6 +225,20 @@ class TrlTask(Task):
                                          eval_dataset=prepared.validation, processing_class=tokenizer,
                                          callbacks=callbacks, **prepared.trainer_kwargs)
 
+    def generation_inputs(self, recipe: "Recipe", records, tokenizer, where: str, model_path: str):
+        """`hfkit eval bleu --model RUN --data F`: the records' prompts, scored against `reference`,
+        `answer` or `chosen` (the section's `fields` renames apply)."""
+        from ..evaluation.generation_eval import GenerationInputs
+
+        if not self.generates:
+            return super().generation_inputs(recipe, records, tokenizer, where, model_path)
+        renames = {col: name for name, col in recipe.task_config.fields.items() if col != name and col in records.column_names}
+        records = records.rename_columns(renames) if renames else records
+        if "prompt" not in records.column_names:
+            raise HfkitError(f"{where}: records have no 'prompt' field (columns: {', '.join(records.column_names)})")
+        prompts, refs = _eval_pairs(records, tokenizer, None)
+        return GenerationInputs(prompts, refs, [None] * len(prompts), {}, [records[i] for i in range(len(records))])
+
 
 def _eval_pairs(records: Dataset, tokenizer, limit: int | None) -> tuple[list[str], list[str]]:
     """Held-out prompts (rendered with the chat template when conversational) and references: the
@@ -343,8 +357,9 @@ class GroupRelativePolicyOptimization(TrlTask):
     def training_defaults(self, recipe: "Recipe") -> dict:
         # TRL evaluates GRPO by sampling groups; hfkit's held-out BLEU/chrF (eval.metrics) is the measure
         # the prompt records' other columns (reference...) reach the reward functions
+        # (the rollouts carry no input_ids for Trainer to count tokens by)
         return {**super().training_defaults(recipe), "eval_strategy": "no", "eval_on_start": False,
-                "remove_unused_columns": False}
+                "remove_unused_columns": False, "include_num_input_tokens_seen": "no"}
 
     def training_summary(self, log_history: list[dict]) -> dict:
         """The mean reward of the sampled completions over the first and the last fifth of the logged steps."""
