@@ -275,3 +275,28 @@ def test_eval_bleu_reads_a_preference_runs_prompt_format(tmp_path):
     assert json.loads(p.stdout)["metrics"]["n"] == 5
     saved = [json.loads(x) for x in preds.read_text().splitlines()]
     assert [(s["prompt"], s["reference"]) for s in saved] == [(r["prompt"], r["reference"]) for r in rows[:5]]
+
+
+def test_dpo_with_lora_uses_the_adapter_off_as_reference(tiny_run, tmp_path):
+    """With a LoRA adapter TRL keeps no second model: the reference is the policy with its adapter
+    disabled. Only the adapter trains; the margin moves the right way."""
+    from hfkit.recipe import load_recipe
+    from hfkit.run import assemble
+
+    run, _ = tiny_run
+    path = _jsonl(tmp_path / "toy.jsonl", _toy_pairs())
+    recipe = load_recipe("dpo_translate", ["model.name_or_path=" + str(run), "adapter.method=lora", "adapter.r=4",
+                                           f"data.sources=[{{kind: json, path: {path}}}]", "data.validation_fraction=0.25",
+                                           "eval.metrics=[]", "dpo.max_length=32", "max_steps=6",
+                                           "per_device_train_batch_size=8", "learning_rate=1e-2", "save_strategy=no",
+                                           "warmup_steps=0", "bf16=false", f"output_dir={tmp_path / 'run'}"])
+    job = assemble(recipe)
+    assert "ref_model" not in job.prepared.trainer_kwargs
+    base = {n: p.detach().clone() for n, p in job.model.named_parameters() if "lora_" not in n}
+    trainer = job.task.make_trainer(job.model, job.args, job.prepared, job.tokenizer, [])
+    assert trainer.ref_model is None
+    before = trainer.evaluate()["eval_rewards/margins"]
+    trainer.train()
+    after = trainer.evaluate()
+    assert before == pytest.approx(0.0, abs=1e-6) and after["eval_rewards/margins"] > 0.05
+    assert all(torch.equal(p, base[n]) for n, p in job.model.named_parameters() if "lora_" not in n)
