@@ -336,8 +336,11 @@ class DirectPreference(TrlTask):
             ref = copy.deepcopy(model).eval()
             ref.requires_grad_(False)
             prepared.trainer_kwargs["ref_model"] = ref
-        prepared.overview.append(("reference model", "the policy with its adapter off" if isinstance(model, PeftModel)
-                                  else "a frozen copy of the starting policy"))
+        if recipe.task_config.precompute_ref_log_probs:
+            ref = "log-probabilities precomputed before training"
+        else:
+            ref = "the policy with its adapter off" if recipe.adapter.is_peft else "a frozen copy of the starting policy"
+        prepared.overview.append(("reference model", ref))
         return prepared
 
 
