@@ -110,6 +110,7 @@ def build_index(docs: list[tuple[str, str]], out: str | os.PathLike, encoder: st
             "embed_seconds": round(time.time() - t0, 1)}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.incomplete-"))
+    old = None
     try:
         faiss.write_index(index, str(staging / "index.faiss"))
         with open(staging / "chunks.jsonl", "w", encoding="utf-8") as f:
@@ -117,12 +118,17 @@ def build_index(docs: list[tuple[str, str]], out: str | os.PathLike, encoder: st
                 f.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
         (staging / "index.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         os.chmod(staging, 0o777 & ~_umask())
-        if out.exists():  # only an index hfkit wrote (checked above)
-            shutil.rmtree(out)
+        if out.exists():  # only an index hfkit wrote (checked above): kept until the new one is in place
+            old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+            os.replace(out, old)
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.replace(old, out)  # the earlier index, as it was
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return meta
 
 
