@@ -77,7 +77,7 @@ def prepare_data(recipe: str | Path | Recipe, overrides: list[str] | dict | None
     task = get_task(recipe.task)
     data = task.load(recipe, recipe.seed)
     tokenizer = recipe_tokenizer(recipe, task, data)
-    task.setup(recipe, tokenizer, None)
+    task.setup(recipe, tokenizer, None, data)
     return tokenizer, task.prepare(recipe, tokenizer, None, data, recipe.seed)
 
 
@@ -109,7 +109,7 @@ def assemble(recipe: Recipe, output_dir: str | None = None) -> Job:
     limit = max_positions(model.config)
     if limit and (not tokenizer.model_max_length or tokenizer.model_max_length > limit):
         tokenizer.model_max_length = limit  # saved with the run: the model's positions, not "unlimited"
-    task.setup(recipe, tokenizer, model)
+    task.setup(recipe, tokenizer, model, data)
     model, counts = adapt(recipe, task, model, tokenizer)
     prepared = task.prepare(recipe, tokenizer, model, data, recipe.seed)
     prepared.stats["parameters"] = counts

@@ -300,3 +300,25 @@ def test_dpo_with_lora_uses_the_adapter_off_as_reference(tiny_run, tmp_path):
     after = trainer.evaluate()
     assert before == pytest.approx(0.0, abs=1e-6) and after["eval_rewards/margins"] > 0.05
     assert all(torch.equal(p, base[n]) for n, p in job.model.named_parameters() if "lora_" not in n)
+
+
+def test_conversational_preferences_train_through_a_chat_template(tmp_path):
+    """Conversational records: the tokenizer trained here gets ChatML (as sft does) before TRL renders them."""
+    from hfkit.recipe import load_recipe
+    from hfkit.run import assemble
+
+    rows = [{"prompt": [MSG("user", r["prompt"])], "chosen": [MSG("assistant", r["chosen"].strip())],
+             "rejected": [MSG("assistant", r["rejected"].strip())]} for r in _toy_pairs(24)]
+    path = _jsonl(tmp_path / "chat.jsonl", rows)
+    recipe = load_recipe("dpo_translate", TINY + ["model.name_or_path=null", f"data.sources=[{{kind: json, path: {path}}}]",
+                                                  "data.validation_fraction=0.25", "eval.metrics=[]", "dpo.max_length=48",
+                                                  "max_steps=2", "per_device_train_batch_size=4",
+                                                  f"output_dir={tmp_path / 'run'}"])
+    job = assemble(recipe)
+    assert "<|im_start|>" in job.tokenizer.chat_template and "<|im_end|>" in job.tokenizer.get_vocab()
+    assert job.model.get_input_embeddings().num_embeddings >= len(job.tokenizer)
+    trainer = job.task.make_trainer(job.model, job.args, job.prepared, job.tokenizer, [])
+    out = trainer.train()
+    assert out.global_step == 2 and out.training_loss > 0
+    first = trainer.train_dataset[0]  # TRL rendered the chat: the prompt ends with the assistant header
+    assert job.tokenizer.decode(first["prompt_ids"]).endswith("<|im_start|>assistant\n")

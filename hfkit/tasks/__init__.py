@@ -79,8 +79,9 @@ class Task:
         """Texts to train a tokenizer on when the recipe has none (the training split)."""
         raise NotImplementedError
 
-    def setup(self, recipe: "Recipe", tokenizer, model) -> None:
-        """Adjust tokenizer and model before the adapter is applied (chat template, new tokens)."""
+    def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
+        """Adjust tokenizer and model before the adapter is applied (chat template, new tokens); `data`
+        is what `load` returned."""
 
     def prepare(self, recipe: "Recipe", tokenizer, model, data: Any, seed: int) -> Prepared:
         """Tokenized train/validation data, collator and report. `model` is None for a data report."""

@@ -11,7 +11,7 @@ scores as it would alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import numpy as np
 from transformers import DataCollatorWithPadding
@@ -98,7 +98,7 @@ class SequenceClassification(LabelledTask):
     def model_overrides(self, recipe: "Recipe", data, tokenizer) -> dict:
         return {**super().model_overrides(recipe, data, tokenizer), "problem_type": recipe.task_config.problem_type}
 
-    def setup(self, recipe: "Recipe", tokenizer, model) -> None:
+    def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
         if recipe.task_config.padding_side:
             tokenizer.padding_side = recipe.task_config.padding_side
 

@@ -200,14 +200,22 @@ class TrlTask(Task):
                  "validation_records": len(validation)}
         return PreferenceRecords(train_all, validation if len(validation) else None, stats)
 
+    def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
+        """Conversational records go through the tokenizer's chat template: ChatML where it has none
+        (hfkit.data.templates, as for sft), added before any adapter."""
+        if data is not None and data.stats["format"]["style"] == "conversational":
+            from ..data.templates import setup_chat_template
+
+            setup_chat_template(tokenizer, model)
+
     def tokenizer_texts(self, records: PreferenceRecords):
         for row in records.train:
             for k in ("prompt", "chosen", "rejected", "reference"):
                 v = row.get(k)
                 if isinstance(v, str):
                     yield v
-                elif isinstance(v, list):
-                    yield from (m["content"] for m in v)
+                elif isinstance(v, list):  # with the role: a chat template writes it
+                    yield from (f"{m['role']}\n{m['content']}" for m in v)
 
     def prepare(self, recipe: "Recipe", tokenizer, model, records: PreferenceRecords, seed: int) -> Prepared:
         overview = [("train records", records.stats["train_records"]),
@@ -300,7 +308,8 @@ class RewardModelling(TrlTask):
         if tokenizer.eos_token is None and tokenizer.sep_token is None:
             raise HfkitError(f"tokenizer '{where}' has neither an eos_token nor a sep_token to end each answer with")
 
-    def setup(self, recipe: "Recipe", tokenizer, model) -> None:
+    def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
+        super().setup(recipe, tokenizer, model, data)
         if tokenizer.eos_token is None:  # an encoder's (BERT's [SEP]): TRL ends every answer with the eos token
             tokenizer.eos_token = tokenizer.sep_token
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import torch
 from datasets import Dataset, concatenate_datasets
@@ -441,7 +441,7 @@ class SupervisedFineTuning(Task):
     def tokenizer_texts(self, records: SftRecords):
         return _record_texts(records.train)
 
-    def setup(self, recipe: "Recipe", tokenizer, model) -> None:
+    def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
         cfg = recipe.task_config
         if cfg.format == "chat" or cfg.chat_template:
             setup_chat_template(tokenizer, model, cfg.chat_template)
