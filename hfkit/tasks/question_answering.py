@@ -205,7 +205,7 @@ class ExtractiveQA(LabelledTask):
     auto_class = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"  # peft keeps qa_outputs trainable
     pipeline_tag = "question-answering"
-    pipeline_task = "question-answering"
+    pipeline_task = None  # transformers 5 removed its question-answering pipeline (`hfkit pipeline` keeps one)
 
     def fields(self, cfg: QaConfig) -> list[str]:
         return [cfg.question_field, cfg.context_field, cfg.answers_field]
