@@ -57,6 +57,32 @@ def write_jsonl(path: str | os.PathLike, rows) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
 
+def read_jsonl_objects(path: str | os.PathLike, what: str) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line of a JSONL file; one line naming the file and
+    line for a missing file, text that is not UTF-8, a line that does not parse or is not an object."""
+    from .errors import HfkitError
+
+    p = Path(path)
+    if not p.is_file():
+        raise HfkitError(f"{what}: no such file: {p}")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise HfkitError(f"{p}: not UTF-8 text") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise HfkitError(f"{p} line {n}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise HfkitError(f"{p} line {n}: expected a JSON object")
+        out.append((n, obj))
+    return out
+
+
 def check_writable_dir(path: str | os.PathLike, what: str) -> None:
     """Fail early, in one line, when `path` cannot become a folder we write to: a file in the way,
     or a parent we may not write into (tested by creating and removing a temporary folder)."""

@@ -65,26 +65,12 @@ def run_show(args) -> int:
 
 def read_records(path: str, what: str) -> list[dict]:
     """JSONL objects; one line naming the file and line otherwise."""
-    from pathlib import Path
-
     from ..errors import HfkitError
+    from ..io import read_jsonl_objects
 
-    p = Path(path)
-    if not p.is_file():
-        raise HfkitError(f"{what}: no such file: {p}")
-    out = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise HfkitError(f"{p} line {n}: invalid JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise HfkitError(f"{p} line {n}: expected a JSON object")
-        out.append(rec)
+    out = [obj for _, obj in read_jsonl_objects(path, what)]
     if not out:
-        raise HfkitError(f"{p}: no records")
+        raise HfkitError(f"{path}: no records")
     return out
 
 

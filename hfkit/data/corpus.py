@@ -100,6 +100,21 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def concat_sources(sources: list[SourceConfig], datasets: list[Dataset]) -> tuple[list[str], Dataset]:
+    """Every source's records in one dataset with `_src` (the source's index), and the sources' labels
+    (a repeated label gets the source's index)."""
+    labels, parts = [], []
+    for i, (src, ds) in enumerate(zip(sources, datasets)):
+        labels.append(source_label(src) if source_label(src) not in labels else f"{source_label(src)}_{i}")
+        with quiet_datasets():
+            parts.append(ds.add_column("_src", [i] * len(ds)))
+    with quiet_datasets():
+        try:
+            return labels, concatenate_datasets(parts)
+        except ValueError as e:
+            raise HfkitError(f"data.sources: sources have incompatible columns ({e})") from None
+
+
 def split_by_source(ds: Dataset, labels: list[str], fraction: float, seed: int,
                     what: str = "documents") -> tuple[dict[str, Dataset], Dataset, dict[str, dict]]:
     """Per source (column `_src` = index into `labels`): a deterministic train/validation split.

@@ -16,7 +16,6 @@ demonstrations).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -86,23 +85,11 @@ class IclConfig:
 
 def load_task(path: str | Path, input_field: str = "question") -> list[Example]:
     """Read and check an ICL task file (JSONL); errors name the file, line and field."""
+    from ..io import read_jsonl_objects
+
     path = Path(path)
-    if not path.is_file():
-        raise HfkitError(f"--task: no such file: {path}")
     examples = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise HfkitError(f"{path}: not UTF-8 text") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise HfkitError(f"{path} line {n}: invalid JSON ({e.msg})") from None
-        if not isinstance(doc, dict):
-            raise HfkitError(f"{path} line {n}: expected a JSON object")
+    for n, doc in read_jsonl_objects(path, "--task"):
         for f in (input_field, "answer"):
             if f not in doc:
                 raise HfkitError(f"{path} line {n}: missing field '{f}' (fields: {', '.join(doc) or 'none'})")

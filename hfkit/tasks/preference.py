@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from datasets import Dataset, concatenate_datasets
 
-from ..data.corpus import deduplicate, split_by_source
+from ..data.corpus import concat_sources, deduplicate, split_by_source
 from ..data.preferences import check_preferences
-from ..data.sources import load_records, quiet_datasets, source_label, source_where
+from ..data.sources import load_records, quiet_datasets, source_where
 from ..errors import HfkitError
 from . import Prepared, Task, register
 
@@ -164,8 +164,8 @@ class TrlTask(Task):
 
     def load(self, recipe: "Recipe", seed: int) -> PreferenceRecords:
         cfg, data = recipe.task_config, recipe.data
-        labels, parts, fmt = [], [], None
-        for i, src in enumerate(data.sources):
+        datasets, fmt = [], None
+        for src in data.sources:
             where = source_where(src)
             ds = load_records(src)
             renames = {col: name for name, col in cfg.fields.items() if col != name}
@@ -180,15 +180,9 @@ class TrlTask(Task):
                 raise HfkitError(f"{where}: {found['style']} records with {found['prompt']} prompt, but data.sources.0 "
                                  f"has {fmt['style']} with {fmt['prompt']} prompt (one format per run)")
             fmt = found
-            label = source_label(src) if source_label(src) not in labels else f"{source_label(src)}_{i}"
-            labels.append(label)
-            with quiet_datasets():
-                parts.append(ds.add_column("_src", [i] * len(ds)))
+            datasets.append(ds)
+        labels, everything = concat_sources(data.sources, datasets)
         with quiet_datasets():
-            try:
-                everything = concatenate_datasets(parts)
-            except ValueError as e:
-                raise HfkitError(f"data.sources: sources have incompatible columns ({e})") from None
             keyed = everything.map(lambda b: {"text": [repr([b[k][j] for k in ("prompt", "chosen", "rejected") if k in b])
                                                        for j in range(len(b["_src"]))]}, batched=True)
             deduped, n_dup = deduplicate(keyed, data.dedup)

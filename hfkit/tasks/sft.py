@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import torch
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
-from ..data.corpus import deduplicate, sample_mixture, split_by_source
-from ..data.sources import load_records, quiet_datasets, source_label, source_where
+from ..data.corpus import concat_sources, deduplicate, sample_mixture, split_by_source
+from ..data.sources import load_records, quiet_datasets, source_where
 from ..data.templates import (Template, builtin_templates, chat_stop_ids, check_chat, choose_template,
                               setup_chat_template)
 from ..errors import HfkitError
@@ -241,18 +241,9 @@ def load_sft_records(recipe: "Recipe", seed: int) -> SftRecords:
     """Load, map, dedup and split every source."""
     cfg, data = recipe.task_config, recipe.data
     templates = recipe_templates(cfg)
-    labels, parts = [], []
-    for i, src in enumerate(data.sources):
-        label = source_label(src) if source_label(src) not in labels else f"{source_label(src)}_{i}"
-        ds = map_fields(load_records(src), cfg, templates, source_where(src))
-        labels.append(label)
-        with quiet_datasets():
-            parts.append(ds.add_column("_src", [i] * len(ds)))
+    labels, everything = concat_sources(data.sources, [map_fields(load_records(src), cfg, templates, source_where(src))
+                                                       for src in data.sources])
     with quiet_datasets():
-        try:
-            everything = concatenate_datasets(parts)
-        except ValueError as e:
-            raise HfkitError(f"data.sources: sources have incompatible columns ({e})") from None
         everything = everything.add_column("_index", list(range(len(everything))))
         keyed = everything.map(lambda b: {"text": [repr(sorted((k, v) for k, v in r.items() if k[0] != "_"))
                                                     for r in _rows(b)]}, batched=True)
