@@ -239,7 +239,7 @@ def test_on_policy_rejections_are_the_policys_worst_sample(tiny_run):
     for r in out:
         outs, ref = by_prompt[r["prompt"]]
         texts = [s.split("\n")[0].strip() for s in outs]
-        worst = min(CHRF().sentence_score(t, [ref]).score for t in texts if t != ref.strip())
+        worst = min(CHRF().sentence_score(t, [ref]).score for t in texts if t and t != ref.strip())
         assert CHRF().sentence_score(r["rejected"].strip(), [ref]).score == worst
         assert r["chosen"] == " " + ref
 
@@ -322,3 +322,20 @@ def test_conversational_preferences_train_through_a_chat_template(tmp_path):
     assert out.global_step == 2 and out.training_loss > 0
     first = trainer.train_dataset[0]  # TRL rendered the chat: the prompt ends with the assistant header
     assert job.tokenizer.decode(first["prompt_ids"]).endswith("<|im_start|>assistant\n")
+
+
+def test_on_policy_rejections_skip_empty_samples_and_the_reference(monkeypatch):
+    import hfkit.data.preferences as prefs
+    import hfkit.data.tokenizer as tk
+    import hfkit.inference.generation as gen
+    import hfkit.models as models
+
+    ds = Dataset.from_list([{"prompt": f"p{i}", "chosen": " Datei", "rejected": " x", "reference": "Datei"}
+                            for i in range(3)])
+    fixed = [["", " Ordner\nmore", "Dat"], ["", "Datei"], ["\n", " "]]
+    monkeypatch.setattr(models, "load_model", lambda path: None)
+    monkeypatch.setattr(tk, "load_tokenizer", lambda path: None)
+    monkeypatch.setattr(gen, "generate", lambda *a, **k: fixed)
+    out, report = prefs.on_policy_rejections(ds, "runs/any", num_samples=3, progress=False)
+    assert out["prompt"] == ["p0"] and out["rejected"] == [" Ordner"]  # the lower chrF of "Ordner" and "Dat"
+    assert report["dropped_no_usable_sample"] == 2

@@ -121,8 +121,8 @@ def on_policy_rejections(records: Dataset, policy: str, num_samples: int = 2, te
                          progress: bool = True) -> tuple[Dataset, dict]:
     """Replace each record's `rejected` by the policy's own mistake: `num_samples` samples of the run
     at `policy` for its prompt, ranked by sentence chrF against `reference`; the worst becomes
-    `rejected` (chosen stays the reference). Records where every sample equals the reference are
-    dropped (nothing to prefer). Returns the records and a report (mean chrF of best and worst)."""
+    `rejected` (chosen stays the reference). Empty samples do not count; records where every sample is
+    empty or equals the reference are dropped (nothing to prefer). Returns the records and a report (mean chrF of best and worst)."""
     from sacrebleu.metrics import CHRF
 
     from ..inference.generation import generate
@@ -138,7 +138,8 @@ def on_policy_rejections(records: Dataset, policy: str, num_samples: int = 2, te
     rejected = []
     for i, (samples, ref) in enumerate(zip(outs, records["reference"])):
         samples = [s.split("\n")[0].strip() for s in samples]
-        scored = sorted(((chrf.sentence_score(s, [ref]).score, s) for s in samples if s.strip() != ref.strip()),
+        # an empty answer is no text to prefer against (TRL's records need one); the reference is no mistake
+        scored = sorted(((chrf.sentence_score(s, [ref]).score, s) for s in samples if s and s != ref.strip()),
                         key=lambda t: t[0])
         if not scored:
             continue
@@ -148,7 +149,7 @@ def on_policy_rejections(records: Dataset, policy: str, num_samples: int = 2, te
         best.append(scored[-1][0])
     out = records.select(keep).remove_columns("rejected").add_column("rejected", rejected)
     report = {"policy": policy, "num_samples": num_samples, "temperature": temperature,
-              "records": len(out), "dropped_all_samples_correct": len(records) - len(out),
+              "records": len(out), "dropped_no_usable_sample": len(records) - len(out),
               "mean_chrf_worst_sample": round(sum(worst) / max(len(worst), 1), 2),
               "mean_chrf_best_sample": round(sum(best) / max(len(best), 1), 2)}
     return out, report
