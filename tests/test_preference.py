@@ -339,3 +339,22 @@ def test_on_policy_rejections_skip_empty_samples_and_the_reference(monkeypatch):
     out, report = prefs.on_policy_rejections(ds, "runs/any", num_samples=3, progress=False)
     assert out["prompt"] == ["p0"] and out["rejected"] == [" Ordner"]  # the lower chrF of "Ordner" and "Dat"
     assert report["dropped_no_usable_sample"] == 2
+
+
+def test_ipo_is_a_loss_setting_and_a_bad_one_fails_before_any_data(tmp_path):
+    from hfkit.recipe import load_recipe
+    from hfkit.run import assemble
+
+    path = _jsonl(tmp_path / "toy.jsonl", _toy_pairs(24))
+    common = TINY + ["model.name_or_path=null", f"data.sources=[{{kind: json, path: {path}}}]", "eval.metrics=[]",
+                     "dpo.max_length=32", "max_steps=2", "per_device_train_batch_size=8", f"output_dir={tmp_path / 'run'}"]
+    job = assemble(load_recipe("dpo_translate", common + ["dpo.loss_type=[ipo]", "dpo.beta=0.5"]))
+    assert job.args.loss_type == ["ipo"] and job.args.beta == 0.5
+    trainer = job.task.make_trainer(job.model, job.args, job.prepared, job.tokenizer, [])
+    # IPO's loss at the start (policy = reference): (0 - 1/(2 beta))^2 = 1.0 for beta 0.5
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(1.0, abs=1e-4)
+    p = subprocess.run([sys.executable, "-m", "hfkit", "train", "dpo_translate", *common, "dpo.loss_type=[orpo]",
+                        f"output_dir={tmp_path / 'bad'}"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "recipe key 'dpo.loss_type': unknown value 'orpo' (TRL's DPOConfig.loss_type: sigmoid, hinge, ipo" in p.stderr
+    assert not (tmp_path / "bad").exists()

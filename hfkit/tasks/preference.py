@@ -34,6 +34,25 @@ def _trl(name: str):
     return getattr(trl, name)
 
 
+def documented_choices(config: str, name: str) -> list[str]:
+    """The values TRL's help text for `config.name` lists ("Possible/Supported values are 'a', 'b'..."):
+    TRL checks some only when its trainer starts; hfkit checks them when the recipe is read."""
+    import re
+
+    f = {f.name: f for f in dataclasses.fields(_trl(config))}.get(name)
+    text = (f.metadata.get("help", "") if f else "").split("values are", 1)
+    if len(text) < 2:
+        return []
+    return re.findall(r"'(\w+)'", re.split(r"\.\s", text[1], maxsplit=1)[0])
+
+
+def check_choices(values: list[str], config: str, name: str, key: str) -> None:
+    allowed = documented_choices(config, name)
+    bad = next((v for v in values if allowed and v not in allowed), None)
+    if bad is not None:
+        raise HfkitError(f"recipe key '{key}': unknown value '{bad}' (TRL's {config}.{name}: {', '.join(allowed)})")
+
+
 @dataclass
 class PreferenceSection:
     """Fields shared by the preference sections; the others are the TRL config's, by its names."""
@@ -74,6 +93,7 @@ class DpoSection(PreferenceSection):
     def validate(self, prefix: str) -> None:
         if self.beta <= 0:
             raise HfkitError(f"recipe key '{prefix}.beta' must be > 0, got {self.beta}")
+        check_choices(self.loss_type, "DPOConfig", "loss_type", f"{prefix}.loss_type")
         if self.max_length is not None and self.max_length < 2:
             raise HfkitError(f"recipe key '{prefix}.max_length' must be >= 2, got {self.max_length}")
 
@@ -108,6 +128,7 @@ class GrpoSection(PreferenceSection):
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
             raise HfkitError(f"recipe key '{prefix}.reward_weights' has {len(self.reward_weights)} weights for "
                              f"{len(self.reward_funcs)} reward functions")
+        check_choices([self.loss_type], "GRPOConfig", "loss_type", f"{prefix}.loss_type")
         if self.num_generations < 2:
             raise HfkitError(f"recipe key '{prefix}.num_generations' must be >= 2 (advantages compare a group), "
                              f"got {self.num_generations}")
