@@ -358,3 +358,15 @@ def test_ipo_is_a_loss_setting_and_a_bad_one_fails_before_any_data(tmp_path):
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "recipe key 'dpo.loss_type': unknown value 'orpo' (TRL's DPOConfig.loss_type: sigmoid, hinge, ipo" in p.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_dpo_translate_holds_out_exactly_the_pairs_sft_translate_held_out():
+    """The preference runs start from sft_translate and are scored on pairs it never trained on."""
+    from hfkit.recipe import load_recipe
+    from hfkit.tasks import get_task
+
+    sft = get_task("sft").load(load_recipe("sft_translate"), 42)
+    for name in ("dpo_translate", "grpo_translate"):
+        pref = get_task(load_recipe(name).task).load(load_recipe(name), 42)
+        assert sorted(pref.validation["source"]) == sorted(sft.validation["source"])
+        assert len(pref.validation) > 250
