@@ -227,7 +227,8 @@ def test_on_policy_rejections_are_the_policys_worst_sample(tiny_run):
     run, _ = tiny_run
     ds = gettext_preference_records("de", "/usr/share/locale", max_chars=20, max_records=12, seed=0)
     out, report = on_policy_rejections(ds, str(run), num_samples=3, max_new_tokens=8, seed=0, progress=False)
-    assert report["records"] == len(out) > 0 and report["mean_chrf_worst_sample"] <= report["mean_chrf_best_sample"]
+    assert report["records"] == len(out) == len(ds) and report["on_policy"] > 0
+    assert report["mean_chrf_worst_sample"] <= report["mean_chrf_best_sample"]
     # the same samples again (seeded): each rejected answer is the lowest-chrF sample of its prompt
     from hfkit.data.tokenizer import load_tokenizer
     from hfkit.inference.generation import generate
@@ -236,10 +237,13 @@ def test_on_policy_rejections_are_the_policys_worst_sample(tiny_run):
     samples = generate(load_model(str(run)), load_tokenizer(str(run)), list(ds["prompt"]), batch_size=64,
                        max_new_tokens=8, do_sample=True, temperature=1.0, num_return_sequences=3, seed=0)
     by_prompt = dict(zip(ds["prompt"], zip(samples, ds["reference"])))
-    for r in out:
+    for r, before in zip(out, ds):
         outs, ref = by_prompt[r["prompt"]]
-        texts = [s.split("\n")[0].strip() for s in outs]
-        worst = min(CHRF().sentence_score(t, [ref]).score for t in texts if t and t != ref.strip())
+        texts = [t for t in (s.split("\n")[0].strip() for s in outs) if t and t != ref.strip()]
+        if not texts:
+            assert r["rejected"] == before["rejected"]
+            continue
+        worst = min(CHRF().sentence_score(t, [ref]).score for t in texts)
         assert CHRF().sentence_score(r["rejected"].strip(), [ref]).score == worst
         assert r["chosen"] == " " + ref
 
@@ -337,8 +341,9 @@ def test_on_policy_rejections_skip_empty_samples_and_the_reference(monkeypatch):
     monkeypatch.setattr(tk, "load_tokenizer", lambda path: None)
     monkeypatch.setattr(gen, "generate", lambda *a, **k: fixed)
     out, report = prefs.on_policy_rejections(ds, "runs/any", num_samples=3, progress=False)
-    assert out["prompt"] == ["p0"] and out["rejected"] == [" Ordner"]  # the lower chrF of "Ordner" and "Dat"
-    assert report["dropped_no_usable_sample"] == 2
+    # the lower chrF of "Ordner" and "Dat"; no usable sample: the record keeps its hard negative (and its place)
+    assert out["prompt"] == ["p0", "p1", "p2"] and out["rejected"] == [" Ordner", " x", " x"]
+    assert (report["on_policy"], report["kept_hard_negative"]) == (1, 2)
 
 
 def test_ipo_is_a_loss_setting_and_a_bad_one_fails_before_any_data(tmp_path):

@@ -121,8 +121,10 @@ def on_policy_rejections(records: Dataset, policy: str, num_samples: int = 2, te
                          progress: bool = True) -> tuple[Dataset, dict]:
     """Replace each record's `rejected` by the policy's own mistake: `num_samples` samples of the run
     at `policy` for its prompt, ranked by sentence chrF against `reference`; the worst becomes
-    `rejected` (chosen stays the reference). Empty samples do not count; records where every sample is
-    empty or equals the reference are dropped (nothing to prefer). Returns the records and a report (mean chrF of best and worst)."""
+    `rejected` (chosen stays the reference). Empty samples and samples equal to the reference do not
+    count; where none is left the record keeps the rejected answer it had (the hard negative), so the
+    records, and the split made from them, stay those of the other kinds. Returns the records and a
+    report (mean chrF of the best and worst samples)."""
     from sacrebleu.metrics import CHRF
 
     from ..inference.generation import generate
@@ -134,22 +136,22 @@ def on_policy_rejections(records: Dataset, policy: str, num_samples: int = 2, te
                     do_sample=True, temperature=temperature, num_return_sequences=num_samples, seed=seed,
                     progress=progress, desc="sample (on-policy preferences)")
     chrf = CHRF()
-    keep, best, worst = [], [], []
-    rejected = []
-    for i, (samples, ref) in enumerate(zip(outs, records["reference"])):
+    rejected, best, worst, kept = [], [], [], 0
+    for samples, ref, before in zip(outs, records["reference"], records["rejected"]):
         samples = [s.split("\n")[0].strip() for s in samples]
         # an empty answer is no text to prefer against (TRL's records need one); the reference is no mistake
         scored = sorted(((chrf.sentence_score(s, [ref]).score, s) for s in samples if s and s != ref.strip()),
                         key=lambda t: t[0])
         if not scored:
+            rejected.append(before)
+            kept += 1
             continue
-        keep.append(i)
         rejected.append(" " + scored[0][1])
         worst.append(scored[0][0])
         best.append(scored[-1][0])
-    out = records.select(keep).remove_columns("rejected").add_column("rejected", rejected)
-    report = {"policy": policy, "num_samples": num_samples, "temperature": temperature,
-              "records": len(out), "dropped_no_usable_sample": len(records) - len(out),
+    out = records.remove_columns("rejected").add_column("rejected", rejected)
+    report = {"policy": policy, "num_samples": num_samples, "temperature": temperature, "records": len(out),
+              "on_policy": len(out) - kept, "kept_hard_negative": kept,
               "mean_chrf_worst_sample": round(sum(worst) / max(len(worst), 1), 2),
               "mean_chrf_best_sample": round(sum(best) / max(len(best), 1), 2)}
     return out, report
