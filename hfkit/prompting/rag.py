@@ -41,7 +41,8 @@ def chunk_documents(docs: list[tuple[str, str]], tokenizer, size: int = 128, ove
         raise HfkitError(f"chunk size {size} and overlap {overlap}: need size >= 1 and 0 <= overlap < size")
     out = []
     for d, (source, text) in enumerate(docs):
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        # the whole document at once (it is cut into windows here): no warning about its length
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
         if not offsets:
             continue
         start = 0
