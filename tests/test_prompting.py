@@ -259,6 +259,8 @@ def test_rag_bad_input_is_one_line_exit_2(small_index, tmp_path):
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     cases.append((_cli("rag", "index", "default", "--out", str(tmp_path / "mine")), "folder with other files"))
     cases.append((_cli("rag", "index", "default", "--out", str(small_index)), "already holds an index: pass --overwrite"))
+    cases.append((_cli("rag", "index", "default", "--out", str(tmp_path / "i"), "--chunk-size", "400"),
+                  "reads at most 254 tokens of a chunk"))
     for p, message in cases:
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and message in p.stderr, p.stderr
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine" and not (tmp_path / "i").exists()

@@ -40,9 +40,10 @@ def run_index(args) -> int:
     from pathlib import Path
 
     from ..prompting.embeddings import DEFAULT_ENCODER
-    from ..prompting.rag import build_index, check_index_destination, corpus_documents
+    from ..prompting.rag import build_index, check_chunking, check_index_destination, corpus_documents
 
     check_index_destination(Path(args.out), args.overwrite)  # before any work
+    check_chunking(args.chunk_size, args.chunk_overlap, args.embedding_model or DEFAULT_ENCODER)
     docs = corpus_documents(args.corpus, args.text_field, args.source_field)
     meta = build_index(docs, args.out, args.embedding_model or DEFAULT_ENCODER, args.chunk_size, args.chunk_overlap,
                        args.overwrite, progress=not args.json)

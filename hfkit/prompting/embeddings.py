@@ -12,17 +12,29 @@ from ..hub import MINILM_ID
 DEFAULT_ENCODER = MINILM_ID
 
 
+def encoder_folder(name: str = DEFAULT_ENCODER) -> str:
+    """The folder of an embedding model: itself, or its snapshot in the local Hub cache when offline
+    (loading from the folder asks the Hub nothing)."""
+    from pathlib import Path
+
+    from ..hub import check_model_ref, ensure_cached, is_offline
+
+    ensure_cached(name)
+    check_model_ref(name, f"embedding model '{name}'")
+    if Path(name).is_dir() or not is_offline():
+        return name
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(name, local_files_only=True)
+
+
 @functools.lru_cache(maxsize=2)
 def load_encoder(name: str = DEFAULT_ENCODER):
     """A `SentenceTransformer` by Hub id (offline: from the local cache) or folder; remote code off."""
     from sentence_transformers import SentenceTransformer
 
-    from ..hub import check_model_ref, ensure_cached
-
-    ensure_cached(name)
-    check_model_ref(name, f"embedding model '{name}'")
     try:
-        return SentenceTransformer(name, device="cpu", trust_remote_code=False)
+        return SentenceTransformer(encoder_folder(name), device="cpu", trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise HfkitError(f"cannot load embedding model '{name}': {str(e).splitlines()[0][:200]}") from None
 
@@ -37,7 +49,16 @@ def embed(texts: list[str], name: str = DEFAULT_ENCODER, batch_size: int = 64, p
 
 
 def max_tokens(name: str = DEFAULT_ENCODER) -> int:
-    """How many tokens the encoder reads (longer texts are cut)."""
+    """How many tokens the encoder reads (longer texts are cut): its sentence_bert_config.json, read
+    without loading the model."""
+    import json
+    from pathlib import Path
+
+    config = Path(encoder_folder(name)) / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(value, int):
+            return value
     return int(load_encoder(name).max_seq_length)
 
 

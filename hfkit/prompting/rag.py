@@ -97,6 +97,7 @@ def build_index(docs: list[tuple[str, str]], out: str | os.PathLike, encoder: st
 
     out = Path(out)
     check_index_destination(out, overwrite)
+    check_chunking(size, overlap, encoder)
     if not docs:
         raise HfkitError("the corpus is empty: nothing to index")
     chunks = chunk_documents(docs, load_encoder(encoder).tokenizer, size, overlap)
@@ -131,6 +132,18 @@ def build_index(docs: list[tuple[str, str]], out: str | os.PathLike, encoder: st
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return meta
+
+
+def check_chunking(size: int, overlap: int, encoder: str = DEFAULT_ENCODER) -> None:
+    """Chunks the encoder reads whole (it cuts longer texts: their ends would not be embedded)."""
+    from .embeddings import max_tokens
+
+    if size < 1 or not 0 <= overlap < size:
+        raise HfkitError(f"--chunk-size {size} and --chunk-overlap {overlap}: need size >= 1 and 0 <= overlap < size")
+    limit = max_tokens(encoder) - 2  # its [CLS] and [SEP]
+    if size > limit:
+        raise HfkitError(f"--chunk-size {size}: {encoder} reads at most {limit} tokens of a chunk (the rest would "
+                         f"not be embedded)")
 
 
 def _umask() -> int:
