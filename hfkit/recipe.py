@@ -27,7 +27,7 @@ from .evaluation.during_training import EvalConfig
 from .hub import check_model_ref
 from .inference.generation import GenerateConfig
 from .models import ModelConfig, preset_positions
-from .schema import build_dataclass, coerce, Mismatch, type_name, unknown_key, yaml_load
+from .schema import build_dataclass, coerce, Mismatch, type_name, unknown_key, yaml_load, YamlTooLarge
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 from .training.arguments import take_secrets, validate_training_args
 
@@ -202,6 +202,8 @@ def parse_overrides(overrides: list[str] | dict | None) -> dict[str, Any]:
             raise HfkitError(f"override '{item}' has an empty key")
         try:
             value = yaml_load(raw) if raw.strip() else ""
+        except YamlTooLarge as e:
+            raise HfkitError(f"override '{key}': {e.problem}") from None
         except yaml.YAMLError:
             value = raw
         out[key] = value

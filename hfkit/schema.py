@@ -54,8 +54,59 @@ def _construct_int12(loader, node):
 _Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int12)
 
 
-def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Yaml12Loader)
+# a document whose aliases expand to more nodes than this is refused before it is built: nested
+# anchors ("billion laughs") would otherwise take minutes and gigabytes to walk once loaded
+MAX_YAML_NODES = 200_000
+
+
+class YamlTooLarge(yaml.YAMLError):
+    """A YAML document whose aliases expand beyond MAX_YAML_NODES (or refer to themselves)."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = None
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in the document once every alias is expanded (memoised per node: linear in the text)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise YamlTooLarge("an alias refers to the node that contains it (a recursive document)")
+        active.add(key)
+        if isinstance(node, yaml.MappingNode):
+            n = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            n = 1 + sum(size(v) for v in node.value)
+        else:
+            n = 1
+        active.discard(key)
+        sizes[key] = n
+        if n > MAX_YAML_NODES:
+            raise YamlTooLarge(f"its aliases expand to more than {MAX_YAML_NODES:,} values (nested anchors); "
+                               f"write the values out, or use fewer nested aliases")
+        return n
+
+    return size(root)
+
+
+def yaml_load(text: str, loader: type = _Yaml12Loader) -> Any:
+    """One YAML document (YAML 1.2 scalars by default), refused when its aliases expand too far."""
+    ld = loader(text)
+    try:
+        node = ld.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return ld.construct_document(node)
+    finally:
+        ld.dispose()
 
 
 # ----------------------------------------------------------------------------- dataclasses from mappings

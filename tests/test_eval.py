@@ -366,7 +366,8 @@ def test_sft_run_eval_block_and_eval_command_use_the_runs_own_prompt_format(tmp_
     assert rc == 0 and rep["metrics"]["n"] == len(MEMO)
     preds = [json.loads(x) for x in (tmp_path / "preds.jsonl").read_text().splitlines()]
     assert [p["reference"] for p in preds] == [r["output"] for r in MEMO]
-    assert rep["metrics"]["exact_match"] >= 5 / 6 * 100  # the memorised answers come back
+    # the memorised answers come back: counted, not compared as floats (100 * 5 / 6 rounds differently)
+    assert round(rep["metrics"]["exact_match"] * len(MEMO) / 100) >= 5
 
 
 def test_recipe_eval_icl_block_runs_before_and_after_training(tmp_path, capsys):

@@ -2,7 +2,9 @@
 
 Several templates can serve one task (FLAN-style); each record gets one, chosen deterministically
 from its index and the seed. Templates see the record's fields by name; an unknown name is an
-error, not an empty string (StrictUndefined).
+error, not an empty string (StrictUndefined). Every template a user gives is rendered in Jinja's
+sandbox (`ImmutableSandboxedEnvironment`, as transformers renders chat templates): a template reads
+the record's fields and cannot reach Python objects, attributes starting with `_`, or run anything.
 """
 from __future__ import annotations
 
@@ -13,16 +15,32 @@ from dataclasses import dataclass
 
 import jinja2
 from jinja2 import meta
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import HfkitError
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
 @functools.lru_cache(maxsize=64)
 def compile_template(source: str) -> jinja2.Template:
-    """A Jinja template in hfkit's environment (StrictUndefined), compiled once per source string."""
+    """A Jinja template in hfkit's sandboxed environment (StrictUndefined), compiled once per source string."""
     return _ENV.from_string(source)
+
+
+def template_fields(source: str) -> set[str]:
+    """The names a template reads (Jinja's undeclared variables)."""
+    return meta.find_undeclared_variables(_ENV.parse(source))
+
+
+def render_template(template: jinja2.Template, values: dict, where: str) -> str:
+    """Render in the sandbox; what the sandbox refuses is one line naming `where`."""
+    try:
+        return template.render(**values)
+    except SecurityError as e:
+        raise HfkitError(f"{where}: the template tried something templates may not do ({e}); a template may "
+                         f"only read the record's fields") from None
 
 ALPACA_PROMPT = (
     "{% if input %}Below is an instruction that describes a task, paired with an input that provides further "
@@ -54,13 +72,14 @@ class Template:
             self._answer = _ENV.from_string(self.answer)
         except jinja2.TemplateSyntaxError as e:
             raise HfkitError(f"template '{self.name}': Jinja syntax error at line {e.lineno}: {e.message}") from None
-        names = meta.find_undeclared_variables(_ENV.parse(self.answer))
+        names = template_fields(self.answer)
         self.answer_field = next(iter(names)) if len(names) == 1 else None
-        self.fields = meta.find_undeclared_variables(_ENV.parse(self.prompt)) | names
+        self.fields = template_fields(self.prompt) | names
 
     def render(self, record: dict, index: int | None = None) -> tuple[str, str]:
+        where = f"record {index}: template '{self.name}'" if index is not None else f"template '{self.name}'"
         try:
-            return self._prompt.render(**record), self._answer.render(**record)
+            return render_template(self._prompt, record, where), render_template(self._answer, record, where)
         except jinja2.UndefinedError as e:
             where = f"record {index}: " if index is not None else ""
             raise HfkitError(f"{where}template '{self.name}' references an unknown field ({e.message}); "
@@ -73,7 +92,7 @@ class Template:
         sentinel = "\x00ANSWER\x00"
         try:
             rendered = self._answer.render(**{self.answer_field: sentinel})
-        except jinja2.UndefinedError:
+        except (jinja2.UndefinedError, SecurityError):
             return generated.strip()
         before, _, after = rendered.partition(sentinel)
         pattern = re.escape(before.strip()) + r"\s*(.*?)\s*" + (re.escape(after.strip()) if after.strip() else r"$")

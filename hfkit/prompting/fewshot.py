@@ -55,10 +55,10 @@ def records_as_examples(records: list[dict], answer_field: str = "answer") -> li
 def render(template: str, doc: dict, where: str) -> str:
     import jinja2
 
-    from ..data.templates import compile_template
+    from ..data.templates import compile_template, render_template
 
     try:
-        return compile_template(template).render(**doc)
+        return render_template(compile_template(template), doc, where)
     except jinja2.UndefinedError as e:
         raise HfkitError(f"{where}: the template uses a field the example lacks ({e.message})") from None
     except jinja2.TemplateSyntaxError as e:

@@ -37,10 +37,9 @@ class PromptTemplate:
 
     def fields_needed(self) -> set[str]:
         """The record fields the template reads (Jinja's undeclared variables)."""
-        import jinja2
-        from jinja2 import meta
+        from ..data.templates import template_fields
 
-        return meta.find_undeclared_variables(jinja2.Environment().parse(self.template)) - {"chunks"}
+        return template_fields(self.template) - {"chunks"}
 
     def render(self, record: dict, where: str = "record") -> str:
         """The prompt for one record, without demonstrations; one line naming a missing field."""
@@ -84,18 +83,33 @@ def get_template(name: str, what: str = "--prompt-template") -> PromptTemplate:
         return LIBRARY[name]
     p = Path(name)
     if p.suffix in (".yaml", ".yml") and p.is_file():
+        import typing
+
         import yaml
 
+        from ..schema import Mismatch, coerce, type_name, yaml_load
+
         try:
-            tree = yaml.safe_load(p.read_text(encoding="utf-8"))
+            tree = yaml_load(p.read_text(encoding="utf-8"), yaml.SafeLoader)
         except yaml.YAMLError as e:
             raise HfkitError(f"{p}: invalid YAML ({str(e).splitlines()[0]})") from None
+        except UnicodeDecodeError:
+            raise HfkitError(f"{p}: not UTF-8 text") from None
         known = {f.name for f in fields(PromptTemplate)}
         if not isinstance(tree, dict) or "template" not in tree:
             raise HfkitError(f"{p}: a prompt template is a mapping with at least 'template'")
-        unknown = sorted(set(tree) - known)
+        unknown = sorted(set(map(str, tree)) - known)
         if unknown:
             raise HfkitError(f"{p}: unknown key '{unknown[0]}' (keys: {', '.join(sorted(known))})")
+        hints = typing.get_type_hints(PromptTemplate)
+        for k, v in tree.items():
+            try:
+                tree[k] = coerce(v, hints[k], k)
+            except Mismatch:
+                raise HfkitError(f"{p}: key '{k}' expects {type_name(hints[k])}, got {type(v).__name__} {v!r}") from None
+        for k in ("shots", "self_consistency"):
+            if tree.get(k, 0) < 0:
+                raise HfkitError(f"{p}: key '{k}' must be >= 0, got {tree[k]}")
         tree.setdefault("name", p.stem)
         tree.setdefault("description", f"from {p}")
         t = PromptTemplate(**tree)

@@ -73,9 +73,10 @@ def _config(path: Path) -> dict:
     import yaml
 
     from ..errors import HfkitError
+    from ..schema import yaml_load
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml_load(path.read_text(encoding="utf-8"), yaml.SafeLoader) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise HfkitError(f"--accelerate-config {path}: not a readable YAML file ({' '.join(str(e).split())[:120]})") \
             from None
