@@ -27,7 +27,7 @@ from .evaluation.during_training import EvalConfig
 from .hub import check_model_ref
 from .inference.generation import GenerateConfig
 from .models import ModelConfig, preset_positions
-from .schema import build_dataclass, coerce, Mismatch, type_name, unknown_key, yaml_load, YamlTooLarge
+from .schema import build_dataclass, coerce, Mismatch, type_name, unknown_key, refuse_non_finite, yaml_load, YamlTooLarge
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 from .training.arguments import take_secrets, validate_training_args
 
@@ -295,6 +295,7 @@ def build_recipe(tree: dict) -> Recipe:
                   "written to recipe.yaml, training_args.bin or logs; set HF_TOKEN yourself next time",
                   file=sys.stderr)
     _refuse_secrets(tree)
+    refuse_non_finite(tree)
     try:
         task_name = coerce(tree.get("task", DEFAULT_TASK), str, "task")
     except Mismatch:

@@ -43,8 +43,8 @@ DEFAULT_LAW = "besiroglu"
 def plan(flops: float, law: Law) -> dict:
     """N and D minimising L(N, D) subject to 6 N D = C: N = G (C/6)^(beta/(alpha+beta)), G =
     (alpha A / (beta B))^(1/(alpha+beta)), D = C / (6 N)."""
-    if not flops > 0:
-        raise HfkitError(f"--flops must be a positive number, got {flops}")
+    if not (flops > 0 and math.isfinite(flops)):
+        raise HfkitError(f"--flops must be a positive, finite number, got {flops}")
     a, b = law.alpha, law.beta
     g = (a * law.A / (b * law.B)) ** (1 / (a + b))
     n = g * (flops / 6) ** (b / (a + b))

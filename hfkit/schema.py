@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import re
 import types
 import typing
@@ -174,14 +175,19 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise Mismatch
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # a float written as a string by a tool that reads YAML 1.1
+            number = float(value)
+        elif isinstance(value, str):  # a float written as a string by a tool that reads YAML 1.1
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise Mismatch
+        if number is None:
+            raise Mismatch
+        if not math.isfinite(number):
+            raise HfkitError(f"recipe key '{key}' must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -262,6 +268,19 @@ def check_fields(cls: type, values: dict, prefix: str, skip: typing.Collection[s
         except Mismatch:
             raise HfkitError(f"recipe key '{key}' expects {type_name(hints[k])}, got {type(v).__name__} {v!r}") from None
     return out
+
+
+def refuse_non_finite(node: Any, key: str = "") -> None:
+    """Infinity or NaN anywhere in a recipe mapping is refused, naming the key: no setting of hfkit or
+    of the libraries it configures means anything with them."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            refuse_non_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            refuse_non_finite(v, f"{key}.{i}")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise HfkitError(f"recipe key '{key}' must be a finite number, got {node}")
 
 
 def one_line(e: BaseException, limit: int = 300) -> str:

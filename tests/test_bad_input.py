@@ -183,7 +183,7 @@ CASES = [
      "data source 'labels' record 2: label 'neutral' is not in classification.labels (pos, neg)", "{d}/out"),
     (["train", "classify_language", *HEAD, "classification.group_field=null", "data.sources.0.kind=csv",
       "data.sources.0.path={d}/labels.csv", "classification.problem_type=regression"],
-     "data source 'labels' record 0: label 'pos' is not a number (problem_type regression)", "{d}/out"),
+     "data source 'labels' record 0: label 'pos' is not a finite number (problem_type regression)", "{d}/out"),
     (["train", "classify_language", *HEAD, "classification.group_field=null", "data.sources.0.kind=csv",
       "data.sources.0.path={d}/nolabel.csv"],
      "nolabel.csv: field 'label' not found (columns: text, stars)", "{d}/out"),

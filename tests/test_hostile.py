@@ -102,3 +102,52 @@ def test_a_document_with_many_plain_aliases_still_loads():
 
     text = "base: &b {lr: 1}\n" + "".join(f"run{i}: *b\n" for i in range(1000))
     assert yaml_load(text)["run999"] == {"lr": 1}
+
+
+# ----------------------------------------------------------------------------- 5. non-finite and out-of-range numbers
+
+HEAD = ["model.name_or_path=null", "model.architecture=bert", "tokenizer.kind=wordpiece", "tokenizer.min_frequency=1",
+        "data.validation_fraction=0", "classification.group_field=null", "model.hidden_size=32", "model.num_layers=1",
+        "model.num_heads=2", "max_steps=2"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "clm_pretrain", "output_dir=out", "learning_rate=.inf"], "'training.learning_rate' must be a finite number"),
+    (["train", "clm_pretrain", "output_dir=out", "learning_rate=nan"], "'training.learning_rate' must be a finite number"),
+    (["train", "clm_pretrain", "output_dir=out", "model.dropout=.nan"], "'model.dropout' must be a finite number"),
+    (["train", "clm_pretrain", "output_dir=out", "data.sources.0.weight=.inf"], "'data.sources.0.weight' must be a finite"),
+    (["train", "clm_pretrain", "output_dir=out", "generate.temperature=.inf"], "'generate.temperature' must be a finite"),
+    (["train", "clm_pretrain", "output_dir=out", "generate.max_new_tokens=-1"], "'generate.max_new_tokens' must be >= 1"),
+    (["train", "classify_language", *HEAD, "output_dir=out", "data.sources.0.kind=json", "data.sources.0.path=nan.jsonl",
+      "classification.problem_type=regression"], "record 1: label nan is not a finite number"),
+    (["scaling", "plan", "--flops", "inf"], "--flops: must be a finite number"),
+    (["scaling", "plan", "--flops=-1e20"], "--flops: must be > 0"),
+    (["generate", "--model", "nowhere", "--prompt", "hi", "--max-new-tokens=-1"], "--max-new-tokens: must be >= 1"),
+    (["generate", "--model", "nowhere", "--prompt", "hi", "--do-sample", "--temperature", "nan"],
+     "--temperature: must be a finite number"),
+    (["generate", "--model", "nowhere", "--prompts-file", "numbers.jsonl"], "line 2: expected a JSON object with a text 'prompt'"),
+    (["eval", "perplexity", "--model", "nowhere", "--data", "default", "--stride", "0"], "--stride: must be >= 1"),
+    (["rag", "query", "idx", "q", "--chunks=-3"], "--chunks: must be >= 1"),
+], ids=lambda v: v if isinstance(v, str) else " ".join(v[:3]))
+def test_non_finite_and_negative_numbers_are_refused_up_front(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nan.jsonl").write_text('{"text": "a", "label": 1.5}\n{"text": "b", "label": NaN}\n')
+    (tmp_path / "numbers.jsonl").write_text('{"prompt": "fine"}\n{"prompt": 5}\n')
+    before = files(tmp_path)
+    rc, out, err = cli(capsys, *argv)
+    assert rc == 2 and out == ""
+    one_line(err, message)
+    assert files(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_a_prompt_that_is_not_text_is_refused_by_the_library_too(tiny_model):
+    import hfkit
+    from hfkit.errors import HfkitError
+
+    model, tok = tiny_model
+    with pytest.raises(HfkitError, match="prompt 1 is int 5, not text"):
+        hfkit.generate(model, tok, ["fine", 5])
+    with pytest.raises(HfkitError, match="must be a positive, finite number"):
+        from hfkit.scaling import Law, plan
+
+        plan(float("nan"), Law(1.0, 400.0, 400.0, 0.34, 0.28))

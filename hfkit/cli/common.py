@@ -35,6 +35,27 @@ class Renamed(argparse.Action):
         raise UsageError(f"{parser.prog}: {option_string} was renamed {self.new}")
 
 
+def number(kind: type = int, min: float | None = None, above: float | None = None, max: float | None = None):
+    """An argparse type: an int or a finite float within limits (`above`: exclusive), else a usage
+    error naming the flag (NaN, infinity and negative counts never get through)."""
+    from ..inference.generation import out_of_range
+
+    limits = {k: v for k, v in (("min", min), ("above", above), ("max", max)) if v is not None}
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects {'an integer' if kind is int else 'a number'}, got {text!r}")
+        problem = out_of_range(value, limits)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def add_overwrite(parser: argparse.ArgumentParser, what: str = "the output") -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help=f"replace {what} if it exists (never one of the inputs; hfkit's own reports and "
@@ -61,11 +82,13 @@ def add_generation_options(parser: argparse.ArgumentParser, names: typing.Iterab
         if hints[f.name] is bool:
             g.add_argument(flag, action="store_true", default=f.default, help=f.metadata.get("help"))
         else:
-            g.add_argument(flag, type=_scalar(hints[f.name]), default=f.default, help=help_text)
+            limits = {k: f.metadata[k] for k in ("min", "above", "max") if k in f.metadata}
+            g.add_argument(flag, type=number(_scalar(hints[f.name]), **limits), default=f.default, help=help_text)
     if batch_size:
-        g.add_argument("--batch-size", type=int, default=16, help="prompts (or sequences) per forward pass (default: 16)")
+        g.add_argument("--batch-size", type=number(int, min=1), default=16,
+                       help="prompts (or sequences) per forward pass (default: 16)")
     if seed:
-        g.add_argument("--seed", type=int, default=None, help="seed for sampling (default: not seeded)")
+        g.add_argument("--seed", type=number(int, min=0), default=None, help="seed for sampling (default: not seeded)")
 
 
 def _scalar(tp):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_json, add_overwrite, emit, subcommands
+from .common import add_json, add_overwrite, emit, subcommands, number
 
 
 def register(sub) -> None:
@@ -16,7 +16,7 @@ def register(sub) -> None:
     gt = data.add_parser("gettext", help="English->LANG pairs from the machine's gettext catalogs, as JSONL")
     gt.add_argument("--lang", required=True, help="target language, e.g. de, fr")
     gt.add_argument("--locale-dir", default="/usr/share/locale")
-    gt.add_argument("--max-chars", type=int, default=None, help="drop pairs longer than this")
+    gt.add_argument("--max-chars", type=number(int, min=1), default=None, help="drop pairs longer than this")
     gt.add_argument("--output", required=True, help="JSONL file to write (source, target, catalog)")
     add_overwrite(gt, "the --output file")
     add_json(gt)

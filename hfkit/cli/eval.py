@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..errors import HfkitError
-from .common import Renamed, add_generation_options, add_json, add_overwrite, subcommands
+from .common import Renamed, add_generation_options, add_json, add_overwrite, subcommands, number
 
 TEXT_COMMANDS = {"bleu": "bleu", "chrf": "chrf", "ter": "ter", "rouge": "rouge",
                  "match": "accuracy,exact_match,token_f1"}
@@ -31,14 +31,14 @@ def _register_perplexity(ev) -> None:
     pp.add_argument("--text-field", default="text")
     pp.add_argument("--split", choices=["all", "train", "validation"], default="all",
                     help="score only this part of the data, split as a training recipe does")
-    pp.add_argument("--block-size", type=int, default=None,
+    pp.add_argument("--block-size", type=number(int, min=1), default=None,
                     help="window length (default: the block size an hfkit run trained with, else the model maximum)")
-    pp.add_argument("--stride", type=int, default=None, help="window step (default: block_size/2)")
+    pp.add_argument("--stride", type=number(int, min=1), default=None, help="window step (default: block_size/2)")
     pp.add_argument("--prefix-field", default=None, help="conditional: field holding the prefix")
     pp.add_argument("--continuation-field", default=None, help="conditional: field holding the continuation")
     pp.add_argument("--prefix", default=None, help="conditional, one pair: the prefix text")
     pp.add_argument("--continuation", default=None, help="conditional, one pair: the continuation text")
-    pp.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default: 16)")
+    pp.add_argument("--batch-size", type=number(int, min=1), default=16, help="windows per forward pass (default: 16)")
     _report_options(pp, "the --output file")
     pp.set_defaults(handler=run_perplexity)
 
@@ -53,7 +53,7 @@ def _register_text(ev, name: str, default: str) -> None:
                                       "(default: the prompt format of the run the model comes from)")
     e.add_argument("--input-field", help="use this field as the prompt as it is (e.g. a seq2seq model)")
     e.add_argument("--target-field", default="target", help="reference field of the records")
-    e.add_argument("--max-examples", type=int, default=None)
+    e.add_argument("--max-examples", type=number(int, min=1), default=None)
     add_generation_options(e, names=("max_new_tokens", "num_beams"), seed=False)
     e.add_argument("--metrics", default=default, help=f"comma-separated (default: {default}); any of "
                                                         "bleu, chrf, ter, rouge, accuracy, exact_match, token_f1")
@@ -75,7 +75,7 @@ def _register_icl(ev) -> None:
     ic.add_argument("--prompt-template", default=None, metavar="NAME",
                     help="a library template (`hfkit prompts`): its prompt, shots, selection, CoT and "
                          "self-consistency, each overridden by the flag of its own")
-    ic.add_argument("--shots", type=int, default=None, help="demonstrations in front (default: 0)")
+    ic.add_argument("--shots", type=number(int, min=0), default=None, help="demonstrations in front (default: 0)")
     ic.add_argument("--select", choices=["random", "tfidf", "similar", "embedding"], default=None,
                     help="demonstrations at random (seeded, default), the most similar by TF-IDF cosine "
                          "(tfidf; similar is its old name) or by MiniLM embedding cosine")
@@ -85,12 +85,12 @@ def _register_icl(ev) -> None:
     ic.add_argument("--mode", choices=["auto", "multiple_choice", "generate"], default="auto")
     ic.add_argument("--cot", action="store_true", default=None,
                     help="chain-of-thought: reason first, then 'The answer is X'")
-    ic.add_argument("--self-consistency", type=int, default=None, metavar="N",
+    ic.add_argument("--self-consistency", type=number(int, min=0), default=None, metavar="N",
                     help="sample N reasoning paths and take the majority answer")
     add_generation_options(ic, names=("max_new_tokens", "temperature", "top_p"), seed=False)
-    ic.add_argument("--seed", type=int, default=1234, help="chooses the demonstrations, seeds sampling (default: 1234)")
+    ic.add_argument("--seed", type=number(int, min=0), default=1234, help="chooses the demonstrations, seeds sampling (default: 1234)")
     ic.add_argument("--answer-regex", default=None, help="extract the answer: the first group of this regex")
-    ic.add_argument("--limit", type=int, default=None)
+    ic.add_argument("--limit", type=number(int, min=1), default=None)
     ic.add_argument("--log-samples", default=None, help="write every example's prompt, scores, answers (JSONL)")
     _report_options(ic, "the --output and --log-samples files")
     ic.set_defaults(handler=run_icl)

@@ -30,27 +30,29 @@ def register(sub) -> None:
 
 
 def read_prompts(path: str, records: bool = False) -> list:
-    """One prompt per line, or JSONL records with a `prompt` field (`records`: the JSONL objects whole)."""
+    """One prompt per line, or JSONL records with a text `prompt` field (`records`: the JSONL objects
+    whole, for a template that reads their fields)."""
     from ..errors import HfkitError
+    from ..io import read_jsonl_objects
 
     p = Path(path)
-    if not p.is_file():
-        raise HfkitError(f"--prompts-file: no such file: {p}")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise HfkitError(f"{p}: not UTF-8 text") from None
     if p.suffix == ".jsonl":
         prompts = []
-        for n, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                    prompts.append(rec if records and isinstance(rec, dict) else rec["prompt"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise HfkitError(f"{p} line {n}: expected a JSON object with a 'prompt' field") from None
+        for n, rec in read_jsonl_objects(p, "--prompts-file"):
+            if records:
+                prompts.append(rec)
+            elif not isinstance(rec.get("prompt"), str):
+                got = "no 'prompt' field" if "prompt" not in rec else f"'prompt' is {type(rec['prompt']).__name__}"
+                raise HfkitError(f"{p} line {n}: expected a JSON object with a text 'prompt' field ({got})")
+            else:
+                prompts.append(rec["prompt"])
     else:
-        prompts = [ln for ln in lines if ln.strip()]
+        if not p.is_file():
+            raise HfkitError(f"--prompts-file: no such file: {p}")
+        try:
+            prompts = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except UnicodeDecodeError:
+            raise HfkitError(f"{p}: not UTF-8 text") from None
     if not prompts:
         raise HfkitError(f"{p}: no prompts in the file")
     return prompts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_overwrite
+from .common import add_overwrite, number
 
 
 def register(sub) -> None:
@@ -18,8 +18,8 @@ def register(sub) -> None:
                                                     "with question and context")
     p.add_argument("--file", help="inputs: JSONL (objects: 'text', or question/context) or one text per line")
     p.add_argument("--out", help="write the JSONL here (default: standard output)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=64, help="text-generation, summarization, translation")
+    p.add_argument("--batch-size", type=number(int, min=1), default=8)
+    p.add_argument("--max-new-tokens", type=number(int, min=1), default=64, help="text-generation, summarization, translation")
     p.add_argument("--prefix", default="", help="summarization/translation: text put before every input "
                                                "(e.g. 'summarize: ' for T5)")
     add_overwrite(p, "--out")

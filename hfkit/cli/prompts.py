@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_json, add_overwrite, subcommands
+from .common import add_json, add_overwrite, subcommands, number
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
     r.add_argument("--record", action="append", help="a JSON object (repeatable), e.g. '{\"question\": \"...\"}'")
     r.add_argument("--data", help="JSONL of records")
     r.add_argument("--demos", help="JSONL of demonstrations (question, answer, optional rationale)")
-    r.add_argument("--seed", type=int, default=1234)
+    r.add_argument("--seed", type=number(int, min=0), default=1234)
     add_json(r)
     r.set_defaults(handler=run_render)
     a = ps.add_parser("autocot", help="Auto-CoT: cluster the questions (MiniLM + k-means), generate one rationale "
@@ -27,11 +27,11 @@ def register(sub) -> None:
     a.add_argument("--data", required=True, help="JSONL with a 'question' field (answers are not used)")
     a.add_argument("--model", required=True, help="the model that writes the rationales")
     a.add_argument("--out", required=True, help="demonstrations JSONL (question, rationale, answer, cluster)")
-    a.add_argument("--clusters", type=int, default=4, help="k: demonstrations to build (default: 4)")
-    a.add_argument("--max-question-tokens", type=int, default=60, help="heuristic: longer questions are skipped")
-    a.add_argument("--max-steps", type=int, default=5, help="heuristic: rationales with more reasoning steps are skipped")
-    a.add_argument("--max-new-tokens", type=int, default=128)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--clusters", type=number(int, min=1), default=4, help="k: demonstrations to build (default: 4)")
+    a.add_argument("--max-question-tokens", type=number(int, min=1), default=60, help="heuristic: longer questions are skipped")
+    a.add_argument("--max-steps", type=number(int, min=1), default=5, help="heuristic: rationales with more reasoning steps are skipped")
+    a.add_argument("--max-new-tokens", type=number(int, min=1), default=128)
+    a.add_argument("--seed", type=number(int, min=0), default=0)
     add_overwrite(a, "--out")
     add_json(a)
     a.set_defaults(handler=run_autocot)

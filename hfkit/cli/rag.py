@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_generation_options, add_json, add_overwrite, generation_kwargs, subcommands
+from .common import add_generation_options, add_json, add_overwrite, generation_kwargs, subcommands, number
 
 
 def register(sub) -> None:
@@ -13,8 +13,8 @@ def register(sub) -> None:
     i = rs.add_parser("index", help="chunk documents, embed them (MiniLM) and build a FAISS index")
     i.add_argument("corpus", help="'default' (the built-in corpus), a text file or folder, or JSONL/CSV/Parquet records")
     i.add_argument("--out", required=True, help="the index folder (new, empty, or an index hfkit wrote with --overwrite)")
-    i.add_argument("--chunk-size", type=int, default=128, help="tokens per chunk (the embedding model's; default 128)")
-    i.add_argument("--chunk-overlap", type=int, default=32, help="tokens shared by consecutive chunks (default 32)")
+    i.add_argument("--chunk-size", type=number(int, min=1), default=128, help="tokens per chunk (the embedding model's; default 128)")
+    i.add_argument("--chunk-overlap", type=number(int, min=0), default=32, help="tokens shared by consecutive chunks (default 32)")
     i.add_argument("--embedding-model", default=None, help="sentence-transformers model (default: all-MiniLM-L6-v2)")
     i.add_argument("--text-field", default="text", help="records: the field with the text")
     i.add_argument("--source-field", default=None, help="records: the field that names the source (cited)")
@@ -25,7 +25,7 @@ def register(sub) -> None:
     q.add_argument("index", help="the index folder")
     q.add_argument("question", nargs="+", help="one or more questions")
     q.add_argument("--model", default=None, help="the generator (run folder or Hub id); without it: retrieval only")
-    q.add_argument("-k", "--chunks", type=int, default=4, dest="k", help="chunks to retrieve (default 4)")
+    q.add_argument("-k", "--chunks", type=number(int, min=1), default=4, dest="k", help="chunks to retrieve (default 4)")
     q.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default="dense",
                    help="dense (MiniLM + FAISS), bm25, or hybrid (reciprocal rank fusion of both)")
     q.add_argument("--prompt-template", default="rag", help="a library template with the chunks (default: rag)")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import HfkitError
-from .common import add_json, emit, stdout_to_stderr, subcommands
+from .common import add_json, emit, stdout_to_stderr, subcommands, number
 
 
 def register(sub) -> None:
@@ -24,12 +24,12 @@ def register(sub) -> None:
     ft.add_argument("sweep", help="a sweep folder (or its comparison.json)")
     ft.add_argument("--holdout", action="append", default=[], metavar="RUN",
                     help="leave this run out of the fit and report its predicted vs measured loss (repeatable)")
-    ft.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log loss (default: 1e-3, as Hoffmann et al.)")
+    ft.add_argument("--delta", type=number(float, above=0), default=1e-3, help="Huber delta on log loss (default: 1e-3, as Hoffmann et al.)")
     add_json(ft)
     ft.set_defaults(handler=run_fit)
 
     pl = sc.add_parser("plan", help="compute-optimal parameters and tokens for a FLOP budget")
-    pl.add_argument("--flops", required=True, type=float, help="training compute C (FLOPs), e.g. 5.76e23")
+    pl.add_argument("--flops", required=True, type=number(float, above=0), help="training compute C (FLOPs), e.g. 5.76e23")
     pl.add_argument("--fit", default=None, help="a scaling_fit.json from `hfkit scaling fit` (default: a published law)")
     pl.add_argument("--law", default=None, choices=["besiroglu", "hoffmann"],
                     help="published law (default besiroglu: Chinchilla's data refitted, ~20 tokens per parameter)")

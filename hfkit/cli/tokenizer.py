@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import add_json, add_overwrite, emit, subcommands
+from .common import add_json, add_overwrite, emit, subcommands, number
 
 
 def register(sub) -> None:
@@ -13,8 +13,8 @@ def register(sub) -> None:
     tok = subcommands(sub.add_parser("tokenizer", help="tokenizer tools"), "action")
     tt = tok.add_parser("train", help="train a tokenizer on text data")
     tt.add_argument("--kind", choices=KINDS, default="bpe")
-    tt.add_argument("--vocab-size", type=int, default=4096)
-    tt.add_argument("--min-frequency", type=int, default=2)
+    tt.add_argument("--vocab-size", type=number(int, min=1), default=4096)
+    tt.add_argument("--min-frequency", type=number(int, min=0), default=2)
     tt.add_argument("--lowercase", action="store_true")
     tt.add_argument("--data", action="append", default=None,
                     help="file, folder, 'default' or hub:owner/name (repeatable; default: default)")

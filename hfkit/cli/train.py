@@ -6,7 +6,7 @@ import json
 import os
 
 from ..io import is_main_rank
-from .common import add_json, stdout_to_stderr, subcommands
+from .common import add_json, stdout_to_stderr, subcommands, number
 
 
 def register(sub) -> None:
@@ -16,11 +16,11 @@ def register(sub) -> None:
     t.add_argument("recipe", help="recipe YAML file or shipped recipe name (see `hfkit recipes`)")
     t.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. max_steps=100")
     add_json(t)
-    t.add_argument("--num-processes", type=int, default=None, metavar="N",
+    t.add_argument("--num-processes", type=number(int, min=1), default=None, metavar="N",
                    help="launch N processes with accelerate (DDP over GPUs; gloo over CPU cores without GPUs)")
     t.add_argument("--accelerate-config", default=None, metavar="NAME|FILE",
                    help="accelerate config: a file, or a shipped one: " + ", ".join(shipped_configs()))
-    t.add_argument("--machine-rank", type=int, default=None, help="this machine's rank (multi-node configs)")
+    t.add_argument("--machine-rank", type=number(int, min=0), default=None, help="this machine's rank (multi-node configs)")
     t.set_defaults(handler=run_train)
 
     r = sub.add_parser("recipes", help="list the shipped recipes, or copy one to edit")

@@ -20,30 +20,47 @@ from .scoring import doc_start_token_id
 @dataclass
 class GenerationSettings:
     """Decoding settings (GenerationConfig's names); the `help` metadata is the CLI's help text."""
-    max_new_tokens: int = field(default=64, metadata={"help": "tokens to generate per prompt"})
+    max_new_tokens: int = field(default=64, metadata={"help": "tokens to generate per prompt", "min": 1})
     do_sample: bool = field(default=False, metadata={"help": "sample instead of greedy/beam decoding"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with --do-sample)"})
-    top_k: Optional[int] = field(default=None, metadata={"help": "sample from the k most likely tokens"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with --do-sample)", "above": 0})
+    top_k: Optional[int] = field(default=None, metadata={"help": "sample from the k most likely tokens", "min": 0})
     top_p: Optional[float] = field(default=None, metadata={"help": "nucleus sampling: the smallest set of tokens "
-                                                                    "with this much probability"})
-    num_beams: int = field(default=1, metadata={"help": "beam search with this many beams (1: greedy)"})
-    num_return_sequences: int = field(default=1, metadata={"help": "continuations per prompt"})
-    repetition_penalty: Optional[float] = field(default=None, metadata={"help": "> 1 discourages repeats"})
+                                                                    "with this much probability", "above": 0, "max": 1})
+    num_beams: int = field(default=1, metadata={"help": "beam search with this many beams (1: greedy)", "min": 1})
+    num_return_sequences: int = field(default=1, metadata={"help": "continuations per prompt", "min": 1})
+    repetition_penalty: Optional[float] = field(default=None, metadata={"help": "> 1 discourages repeats", "above": 0})
 
     def kwargs(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(GenerationSettings)}
 
     def validate(self, prefix: str) -> None:
         """The settings' own errors, up front (before any training or loading)."""
-        if self.max_new_tokens < 1:
-            raise HfkitError(f"recipe key '{prefix}.max_new_tokens' must be >= 1, got {self.max_new_tokens}")
-        for key in ("num_beams", "num_return_sequences"):
-            if getattr(self, key) < 1:
-                raise HfkitError(f"recipe key '{prefix}.{key}' must be >= 1, got {getattr(self, key)}")
+        for f in dataclasses.fields(GenerationSettings):
+            problem = out_of_range(getattr(self, f.name), f.metadata)
+            if problem:
+                raise HfkitError(f"recipe key '{prefix}.{f.name}' {problem}")
         try:
             generation_config(None, **self.kwargs())
         except HfkitError as e:
             raise HfkitError(f"recipe section '{prefix}': {e}") from None
+
+
+def out_of_range(value, limits: dict) -> str | None:
+    """Why a number breaks its field's limits (`min`, `max`, `above`: exclusive), or None; NaN and
+    infinity never pass."""
+    import math
+
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if "min" in limits and value < limits["min"]:
+        return f"must be >= {limits['min']}, got {value}"
+    if "above" in limits and value <= limits["above"]:
+        return f"must be > {limits['above']}, got {value}"
+    if "max" in limits and value > limits["max"]:
+        return f"must be <= {limits['max']}, got {value}"
+    return None
 
 
 @dataclass
@@ -69,6 +86,11 @@ def generation_config(tokenizer, max_new_tokens: int = 64, do_sample: bool = Fal
                       num_beams: int = 1, num_return_sequences: int = 1,
                       repetition_penalty: float | None = None) -> GenerationConfig:
     """A `GenerationConfig` from plain settings; unset knobs keep transformers' neutral values."""
+    given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                 num_return_sequences=num_return_sequences, repetition_penalty=repetition_penalty)
+    for f in dataclasses.fields(GenerationSettings):
+        if f.name in given and (problem := out_of_range(given[f.name], f.metadata)):
+            raise HfkitError(f"{f.name} {problem}")
     if num_return_sequences > 1 and not do_sample and num_return_sequences > num_beams:
         raise HfkitError(
             f"num_return_sequences={num_return_sequences} needs sampling (--do-sample) or at least as many beams"
@@ -106,6 +128,9 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], batch_size: 
     """
     if not prompts:
         return []
+    bad = next((i for i, p in enumerate(prompts) if not isinstance(p, str)), None)
+    if bad is not None:
+        raise HfkitError(f"prompt {bad} is {type(prompts[bad]).__name__} {prompts[bad]!r}, not text")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     gen_cfg = generation_config(tokenizer, **settings)

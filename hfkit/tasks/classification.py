@@ -10,6 +10,8 @@ scores as it would alone.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
@@ -90,6 +92,14 @@ class SequenceClassification(LabelledTask):
     def record_labels(self, cfg: ClassificationConfig, ds) -> list[list[str]]:
         return [[str(v)] for v in ds[cfg.label_field]]
 
+    def check_records(self, cfg: ClassificationConfig, ds) -> None:
+        if cfg.problem_type != "regression":
+            return
+        for value, src, rec in zip(ds[cfg.label_field], ds["_source"], ds["_record"]):  # every record, up front
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise HfkitError(f"data source '{src}' record {rec}: label {value!r} is not a finite number "
+                                 f"(problem_type regression)")
+
     def labels(self, recipe: "Recipe", records) -> list[str]:
         if recipe.task_config.problem_type == "regression":
             return ["score"]
@@ -119,11 +129,6 @@ class SequenceClassification(LabelledTask):
             return dict(enc)
 
         def tokenize(ds):
-            if regression:  # every label a number, checked before any work
-                for value, src, rec in zip(ds[cfg.label_field], ds["_source"], ds["_record"]):
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise HfkitError(f"data source '{src}' record {rec}: label {value!r} is not a number "
-                                         f"(problem_type regression)")
             return ds.map(encode, batched=True, remove_columns=ds.column_names, desc="tokenize (classification)")
 
         train = tokenize(records.train)
