@@ -121,7 +121,21 @@ class OutputPlan:
 
 
 def staging_path(final: Path) -> Path:
-    return final.parent / STAGING.format(name=final.name)
+    return _sibling(final, STAGING)
+
+
+def _sibling(folder: Path, pattern: str) -> Path:
+    """A hidden sibling of `folder` (`.`, `runs/x/..` and the like resolved first, so it is never inside it)."""
+    folder = Path(os.path.abspath(folder))
+    return folder.parent / pattern.format(name=folder.name)
+
+
+def _holds_cwd(folder: Path) -> bool:
+    """`folder` is the working directory or holds it: it cannot be swapped for another folder under
+    the user's feet."""
+    here = Path(os.getcwd()).resolve()
+    target = Path(folder).resolve()
+    return target == here or target in here.parents
 
 
 def plan_output(folder: str | os.PathLike, kind: str, what: str, *, resume: bool = False, overwrite: bool = False,
@@ -149,6 +163,9 @@ def plan_output(folder: str | os.PathLike, kind: str, what: str, *, resume: bool
     if resume:
         return OutputPlan(final, kind, "resume", existed=True)
     if overwrite:
+        if _holds_cwd(final):
+            raise HfkitError(f"{what} '{final}' is the folder you are working in (or holds it): hfkit replaces a folder "
+                             f"by swapping in a new one; run from another folder or choose another output")
         foreign = foreign_entries(final, kind)
         if foreign:
             raise HfkitError(f"{what} '{final}' also holds files hfkit did not write ({', '.join(foreign[:4])}): "
@@ -176,7 +193,7 @@ def finish(plan: OutputPlan, **info) -> None:
     write_marker(work, plan.kind, state="finished", finished=_now(), files=files, **info)
     if plan.mode != "replace":
         return
-    old = plan.final.parent / OLD.format(name=plan.final.name)
+    old = _sibling(plan.final, OLD)
     if old.exists():
         _remove_own(old)
     os.replace(plan.final, old)
@@ -227,13 +244,15 @@ def write_folder(dest: str | os.PathLike, kind: str, what: str, write, overwrite
         files = sorted(e for e in os.listdir(stage) if e not in (MARKER, LOCK))
         write_marker(stage, kind, state="finished", finished=_now(), files=files)
         if final.exists():
-            old = final.parent / OLD.format(name=final.name)
-            os.replace(final, old)
-            os.replace(stage, final)
-            if read_marker(old) is not None:
+            if plan.mode == "new":  # the user's empty folder (perhaps the working directory): filled in place
+                for entry in os.listdir(stage):
+                    os.replace(stage / entry, final / entry)
+                stage.rmdir()
+            else:
+                old = _sibling(final, OLD)
+                os.replace(final, old)
+                os.replace(stage, final)
                 _remove_own(old)
-            else:  # it was the user's empty folder
-                old.rmdir()
         else:
             os.replace(stage, final)
     except BaseException:

@@ -151,3 +151,83 @@ def test_a_prompt_that_is_not_text_is_refused_by_the_library_too(tiny_model):
         from hfkit.scaling import Law, plan
 
         plan(float("nan"), Law(1.0, 400.0, 400.0, 0.34, 0.28))
+
+
+# ----------------------------------------------------------------------------- 6. a pipeline needs the task's head
+
+@pytest.mark.parametrize("task, given", [
+    ("question-answering", '{"question": "what?", "context": "the answer is here"}'),
+    ("text-classification", "some text"),
+    ("token-classification", "some text"),
+])
+def test_a_pipeline_refuses_a_run_without_that_tasks_head(task, given, tiny_run, tmp_path, capsys):
+    run_dir, _ = tiny_run  # a causal LM: no QA, classification or tagging head
+    before = files(run_dir)
+    rc, out, err = cli(capsys, "pipeline", task, "--model", run_dir, "--input", given, "--out", tmp_path / "o.jsonl")
+    assert rc == 2 and out == ""
+    one_line(err, f"has no trained {task} head")
+    assert files(run_dir) == before and not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_pipeline_with_the_head_it_needs_still_runs(tiny_run, capsys):
+    run_dir, _ = tiny_run
+    rc, out, err = cli(capsys, "pipeline", "text-generation", "--model", run_dir, "--input", "The", "--max-new-tokens", 3)
+    assert rc == 0 and len(out.strip().splitlines()) == 1
+    rc, out, err = cli(capsys, "pipeline", "feature-extraction", "--model", run_dir, "--input", "The")
+    assert rc == 0
+
+
+# ----------------------------------------------------------------------------- 7. outputs, the Hub offline, too little data
+
+def test_tokenizer_train_into_the_working_directory(tmp_path, capsys, monkeypatch):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello world this is some text to learn from\n" * 50)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    rc, out, err = cli(capsys, "tokenizer", "train", "--data", corpus, "--vocab-size", 100, "--output", ".", "--json")
+    assert rc == 0 and json.loads(out)["vocab_size"] > 0  # stdout is the JSON alone
+    assert {"tokenizer.json", ".hfkit.json"} <= set(os.listdir(here)) and Path.cwd() == here
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or old folder left
+    before = files(here)
+    rc, out, err = cli(capsys, "tokenizer", "train", "--data", corpus, "--output", ".", "--overwrite")
+    assert rc == 2
+    one_line(err, "is the folder you are working in")
+    assert files(here) == before
+    (here / "notes.txt").write_text("mine")
+    rc, out, err = cli(capsys, "tokenizer", "train", "--data", corpus, "--output", ".")
+    assert rc == 2 and (here / "notes.txt").read_text() == "mine"
+
+
+def test_push_to_hub_offline_or_without_a_token_is_refused_before_any_data_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli(capsys, "train", "clm_pretrain", "output_dir=out", "push_to_hub=true")
+    assert rc == 2
+    one_line(err, "'training.push_to_hub'=true needs the Hub, but HF_HUB_OFFLINE=1", "hfkit push")
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no_token"))
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    rc, _, err = cli(capsys, "train", "clm_pretrain", "output_dir=out", "push_to_hub=true")
+    assert rc == 2
+    one_line(err, "needs a Hugging Face token")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("task, records", [("clm_pretrain", 1), ("sft", 1), ("classify_language", 1),
+                                           ("clm_pretrain", 2)])
+def test_data_too_small_for_the_validation_asked_for_is_refused(task, records, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = [{"text": "one short record", "instruction": "say hi", "output": "hi", "label": "de"}] * records
+    if records == 2:  # two documents, but the held-out one is shorter than a block
+        rows = [{"text": "word " * 400}, {"text": "tiny"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    extra = ["classification.group_field=null"] if task == "classify_language" else []
+    rc, _, err = cli(capsys, "train", task, "output_dir=out", "data.sources=[{kind: json, path: d.jsonl}]",
+                     "data.validation_fraction=0.5", "data.min_chars=1", *extra)
+    assert rc == 2
+    one_line(err, "set data.validation_fraction=0 to train without validation")
+    assert sorted(os.listdir(tmp_path)) == ["d.jsonl"]

@@ -42,18 +42,17 @@ def read_inputs(values: list[str] | None, path: str | None, task: str) -> list:
             out.append(v)
     if path:
         p = Path(path)
-        if not p.is_file():
+        if p.suffix == ".jsonl":
+            from ..io import read_jsonl_objects
+
+            out += [obj for _, obj in read_jsonl_objects(p, "--file")]
+        elif not p.is_file():
             raise HfkitError(f"--file: no such file: {p}")
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            if p.suffix == ".jsonl":
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise HfkitError(f"{p} line {n}: invalid JSON ({e.msg})") from None
-            else:
-                out.append(line)
+        else:
+            try:
+                out += [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            except UnicodeDecodeError:
+                raise HfkitError(f"{p}: not UTF-8 text") from None
     if not out:
         raise HfkitError("no inputs: give --input (repeatable) or --file")
     return out

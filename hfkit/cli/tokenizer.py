@@ -1,10 +1,11 @@
 """`hfkit tokenizer train`: a tokenizer trained on text data, saved as a `PreTrainedTokenizerFast`."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
-from .common import add_json, add_overwrite, emit, subcommands, number
+from .common import add_json, add_overwrite, emit, number, stdout_to_stderr, subcommands
 
 
 def register(sub) -> None:
@@ -41,7 +42,8 @@ def run_train(args) -> int:
     ds = concatenate_datasets([load_source(s) for s in sources])
     if not any(t.strip() for t in ds["text"]):
         raise HfkitError(f"{', '.join(args.data or ['default'])}: no text to train a tokenizer on")
-    tok = train_tokenizer(iter(ds["text"]), args.kind, args.vocab_size, args.min_frequency, args.lowercase)
+    with stdout_to_stderr() if args.json else contextlib.nullcontext():  # the trainer's progress lines
+        tok = train_tokenizer(iter(ds["text"]), args.kind, args.vocab_size, args.min_frequency, args.lowercase)
     result = {"kind": args.kind, "vocab_size": len(tok), "documents": len(ds), "output": str(args.output),
               "special_tokens": tok.special_tokens_map}
 

@@ -132,7 +132,16 @@ def split_by_source(ds: Dataset, labels: list[str], fraction: float, seed: int,
             val_parts.append(ds.select(idx[va]).remove_columns("_src"))
             counts[label] = {"total": int(len(idx)), "train": int(len(tr)), "validation": int(len(va))}
         validation = concatenate_datasets(val_parts)
+    if fraction > 0 and len(validation) == 0:
+        raise no_validation(len(ds), what, fraction)
     return train, validation, counts
+
+
+def no_validation(n: int, what: str, fraction: float) -> HfkitError:
+    """Validation was asked for (`data.validation_fraction` > 0) but the data is too small to give any."""
+    return HfkitError(f"data: {n} {what} cannot be split into training and validation "
+                      f"(data.validation_fraction={fraction}): add data, or set data.validation_fraction=0 to train "
+                      f"without validation")
 
 
 @dataclass

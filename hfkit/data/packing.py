@@ -29,7 +29,8 @@ _TOKENIZED = Features({"input_ids": Sequence(Value("int32")), "num_tokens": Valu
 
 
 def _tokenize_batch(batch: dict, tokenizer, eos_id: int | None) -> dict:
-    ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+    # whole documents, cut into blocks later: transformers' warning about their length does not apply
+    ids = tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]
     if eos_id is not None:
         ids = [x + [eos_id] for x in ids]
     return {"input_ids": ids, "num_tokens": [len(x) for x in ids]}
@@ -133,8 +134,11 @@ def pack_corpus(cfg: "DataConfig", tokenizer, corpus: "Corpus", seed: int, block
         val_tok = tokenize_documents(corpus.validation, tokenizer, cfg.num_proc)
         validation, val_pack = pack_sequences(val_tok, block)
         val_stats = val_pack.as_dict()
-        if val_pack.blocks == 0:
-            validation = None  # too little held-out text for one block: no validation
+        if val_pack.blocks == 0:  # evaluation was asked for (validation_fraction > 0) and would silently not run
+            raise HfkitError(
+                f"data: the validation documents hold {val_pack.tokens} tokens, fewer than one block "
+                f"(data.block_size={cfg.block_size}): add data, raise data.validation_fraction, or set "
+                f"data.validation_fraction=0 to train without validation")
     stats = {**corpus.stats, "mixture": mix_report, "train_packing": train_pack.as_dict(),
              "validation_packing": val_stats}
     return PackedData(train.with_format("numpy"), validation.with_format("numpy") if validation else None, stats)

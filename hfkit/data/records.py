@@ -12,7 +12,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, Sequence, concatenate_datasets
 
 from ..errors import HfkitError
-from .corpus import DataConfig, first_occurrences, split_indices
+from .corpus import DataConfig, first_occurrences, no_validation, split_indices
 from .sources import load_records, quiet_datasets, source_label, source_where
 
 
@@ -100,6 +100,9 @@ def load_labelled_records(data: DataConfig, fields: list[str], seed: int, group_
         tr = np.array([i for i, g in enumerate(groups) if g not in val_groups], dtype=int)
     else:
         tr, va = split_indices(len(everything), data.validation_fraction, seed)
+    if data.validation_fraction > 0 and len(va) == 0:
+        raise no_validation(len(everything), f"records{f' ({len(set(groups))} groups)' if group_field else ''}",
+                            data.validation_fraction)
     with quiet_datasets():
         train, validation = everything.select(tr), everything.select(va)
     stats = {"sources": per_source, "removed_duplicates": n_dup, "train_records": len(train),

@@ -21,6 +21,10 @@ _PEFT_CLASS = {"text-generation": "AutoPeftModelForCausalLM", "text-classificati
                "question-answering": "AutoPeftModelForQuestionAnswering", "feature-extraction": "AutoPeftModelForFeatureExtraction",
                "summarization": "AutoPeftModelForSeq2SeqLM", "translation": "AutoPeftModelForSeq2SeqLM",
                "fill-mask": "AutoPeftModel"}
+# peft's task type of an adapter trained for each pipeline task (its head is saved with the adapter)
+_PEFT_TASK = {"text-generation": "CAUSAL_LM", "text-classification": "SEQ_CLS", "token-classification": "TOKEN_CLS",
+              "question-answering": "QUESTION_ANS", "summarization": "SEQ_2_SEQ_LM", "translation": "SEQ_2_SEQ_LM",
+              "feature-extraction": "FEATURE_EXTRACTION"}
 _AUTO_CLASS = {"text-generation": "AutoModelForCausalLM", "fill-mask": "AutoModelForMaskedLM",
                "text-classification": "AutoModelForSequenceClassification",
                "token-classification": "AutoModelForTokenClassification", "feature-extraction": "AutoModel",
@@ -43,14 +47,26 @@ def load_for(task: str, ref: str):
     p = Path(ref)
     try:
         if p.is_dir() and (p / "adapter_config.json").exists():
+            import json
+
             import peft
 
+            trained_for = json.loads((p / "adapter_config.json").read_text()).get("task_type")
+            if task in _PEFT_TASK and trained_for and trained_for != _PEFT_TASK[task] and task != "feature-extraction":
+                raise HfkitError(f"--model '{ref}' is an adapter trained for {trained_for}, not {task}: its {task} "
+                                 f"head would start from random weights")
             model = getattr(peft, _PEFT_CLASS[task]).from_pretrained(str(p.resolve()), trust_remote_code=False)
             model = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
         elif task in ("summarization", "translation"):
             model = load_model(ref)  # the encoder-decoder's seq2seq class (a decoder-only model continues)
         else:
-            model = getattr(transformers, _AUTO_CLASS[task]).from_pretrained(ref, trust_remote_code=False)
+            model, info = getattr(transformers, _AUTO_CLASS[task]).from_pretrained(ref, trust_remote_code=False,
+                                                                                  output_loading_info=True)
+            if info.get("missing_keys"):  # a head this checkpoint does not have: it would answer at random
+                missing = sorted(info["missing_keys"])
+                raise HfkitError(f"--model '{ref}' has no trained {task} head ({type(model).__name__}: "
+                                 f"{len(missing)} weights would start random, e.g. {missing[0]}): use a run trained "
+                                 f"for {task}")
     except HfkitError:
         raise
     except (OSError, ValueError, KeyError) as e:

@@ -11,7 +11,6 @@ scores as it would alone.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Optional
 

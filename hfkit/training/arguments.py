@@ -146,6 +146,17 @@ def check_training(training: dict, task_defaults: dict, args_class: type | None 
             if name not in get_available_reporting_integrations():
                 raise HfkitError(f"recipe key 'training.report_to': '{name}' is not installed here "
                                  f"(pip install {name.replace('_', '-')}), or remove it")
+    if training.get("push_to_hub"):  # Trainer would find out when it first pushes, after the data work
+        from huggingface_hub import get_token
+
+        from ..hub import is_offline
+
+        if is_offline():
+            raise HfkitError("recipe key 'training.push_to_hub'=true needs the Hub, but HF_HUB_OFFLINE=1: train "
+                             "without it and publish the finished run with `hfkit push RUN --repo-id OWNER/NAME`")
+        if not get_token():
+            raise HfkitError("recipe key 'training.push_to_hub'=true needs a Hugging Face token: set HF_TOKEN or run "
+                             "`hf auth login` (never put it in the recipe)")
     if training.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise HfkitError("recipe key 'training.deepspeed' needs the deepspeed package, which is not installed "
                          "(pip install deepspeed, on a machine with CUDA)")
