@@ -47,7 +47,9 @@ class AdapterConfig:
     options: dict = field(default_factory=dict)  # the peft config's fields (r, lora_alpha, ...), by peft's names
 
     EXTRA_FIELD = "options"
-    RENAMED = {"alpha": "lora_alpha", "dropout": "lora_dropout", "init_text": "prompt_tuning_init_text"}
+    RENAMED = {"init_text": "prompt_tuning_init_text"}
+    # hfkit's old names of LoRA fields, for a method that does not have a field of that name itself
+    RENAMED_FIELDS = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
 
     @classmethod
     def from_dict(cls, data: dict, prefix: str = "adapter") -> "AdapterConfig":
@@ -68,7 +70,7 @@ class AdapterConfig:
             from peft import PromptLearningConfig
 
             cls = methods[self.method]
-            self.options = check_fields(cls, self.options, prefix, skip=_PEFT_INTERNAL)
+            self.options = check_fields(cls, self.options, prefix, skip=_PEFT_INTERNAL, renamed=self.RENAMED_FIELDS)
             if issubclass(cls, PromptLearningConfig) and self.options.get("num_virtual_tokens") is None:
                 self.options["num_virtual_tokens"] = DEFAULT_VIRTUAL_TOKENS  # peft has no default
             if self.trainable_patterns or self.trainable_last_layers or self.train_head:
@@ -90,6 +92,45 @@ class AdapterConfig:
         if not issubclass(peft_methods()[self.method], PromptLearningConfig):
             return 0
         return int(self.options.get("num_virtual_tokens") or DEFAULT_VIRTUAL_TOKENS)
+
+
+# fields with one meaning under two methods' names: carried over when a recipe switches method
+_SAME_MEANING = {"lora_alpha": ("alpha",), "alpha": ("lora_alpha",), "lora_dropout": ("vera_dropout",),
+                 "vera_dropout": ("lora_dropout",)}
+# fields whose name the new method shares with LoRA's but not their meaning: not carried over
+_OTHER_MEANING = {"oft": {"r"}, "boft": {"r"}}
+
+
+def switch_method(section: dict, old: str | None, given: set[str]) -> tuple[dict, list[str]]:
+    """An `adapter` section whose `method` was changed (by an override or a recipe's `base:`) keeps
+    what the new method has, maps the fields it names otherwise (LoRA's `lora_alpha` is LoHa's
+    `alpha`) and drops the rest; `given`: keys set together with the new method, never touched.
+    Returns the section and what happened, for one note to the user."""
+    new = section.get("method", "full")
+    methods = peft_methods()
+    own = {f.name for f in dataclasses.fields(AdapterConfig)} - {"options"}
+    fields = ({f.name for f in dataclasses.fields(methods[new])} - set(_PEFT_INTERNAL)) if new in methods else set()
+    out, mapped, dropped = {}, [], []
+    for k, v in section.items():
+        if k in own or k in given or (k in fields and k not in _OTHER_MEANING.get(new, ())):
+            out[k] = v
+            continue
+        alias = next((a for a in _SAME_MEANING.get(k, ()) if a in fields and a not in section
+                      and a not in _OTHER_MEANING.get(new, ())), None)
+        if alias:
+            out[alias] = v
+            mapped.append(f"{k} -> {alias}")
+        else:
+            dropped.append(k)
+    if not (mapped or dropped):
+        return section, []
+    notes = [f"adapter.method={new} (was {old or 'full'}):"]
+    if mapped:
+        notes.append(f"mapped {', '.join(mapped)};")
+    if dropped:
+        what = f"{methods[new].__name__} fields" if new in methods else f"settings of method {new}"
+        notes.append(f"dropped {', '.join(dropped)} (not {what})")
+    return out, notes
 
 
 def peft_config(cfg: AdapterConfig, model, task_type: str, max_steps: int | None = None,

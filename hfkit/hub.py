@@ -46,9 +46,9 @@ def check_model_ref(ref: str, what: str, revision: str | None = None) -> None:
     if Path(ref).expanduser().exists():
         return
     first = ref.split("/", 1)[0]
-    local = (ref.startswith((".", "/", "~")) or not looks_like_hub_id(ref) or "/" not in ref
-             or (first and Path(first).is_dir()))
     hint = missing_run_hint(ref)
+    local = (ref.startswith((".", "/", "~")) or not looks_like_hub_id(ref) or "/" not in ref
+             or (first and Path(first).is_dir()) or bool(hint))  # runs/NAME: a run folder, never a Hub id
     if local:
         raise HfkitError(f"{what}: no such folder: {ref}{hint}")
     ensure_cached(ref)
@@ -148,6 +148,13 @@ def seed_minilm(cache_dir: str | os.PathLike | None = None) -> Path:
 # ----------------------------------------------------------------------------- push
 
 CARD_MARK = "<!-- model card written by hfkit -->"
+# huggingface_hub's empty model-card template, which peft's `save_pretrained` fills in next to an adapter
+_TEMPLATE_STUB = "<!-- Provide a quick summary of what the model is/does. -->"
+
+
+def replaceable_card(text: str) -> bool:
+    """A README.md hfkit may replace: its own card, or the stub peft wrote during hfkit's run."""
+    return CARD_MARK in text or (_TEMPLATE_STUB in text and "library_name: peft" in text)
 # what a run publishes, by name: never anything else in the folder (no checkpoints, no pickles, no strays)
 ARTEFACTS = {
     "model": ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
@@ -394,7 +401,7 @@ def push(run_dir: str, repo_id: str, private: bool = False, revision: str | None
     run = Path(run_dir)
     if dry_run:
         card_path = run / "README.md"
-        if card_path.exists() and CARD_MARK not in card_path.read_text(encoding="utf-8", errors="replace"):
+        if card_path.exists() and not replaceable_card(card_path.read_text(encoding="utf-8", errors="replace")):
             raise HfkitError(f"{card_path} exists and was not written by hfkit: not replacing it with the card")
         from .io import atomic_write_text
 

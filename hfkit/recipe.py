@@ -164,7 +164,27 @@ def _read_tree(p: Path, seen: set[Path]) -> dict:
     base_path = resolve_recipe_path(local if local.is_file() else base)
     if base_path.resolve() in seen | {p.resolve()}:
         raise HfkitError(f"{p}: 'base: {base}' makes a cycle of recipes")
-    return deep_merge(_read_tree(base_path, seen | {p.resolve()}), tree)
+    base_tree = _read_tree(base_path, seen | {p.resolve()})
+    adapter = tree.get("adapter")
+    if isinstance(adapter, dict) and "method" in adapter:  # the base's fields of another method are not this one's
+        _switch_adapter(base_tree, adapter["method"], set(adapter))
+    return deep_merge(base_tree, tree)
+
+
+def _switch_adapter(tree: dict, method: Any, given: set[str]) -> None:
+    """`tree`'s adapter section as it would be under `method` (hfkit.adapters.switch_method), saying what changed."""
+    from .adapters import switch_method
+
+    section = tree.get("adapter")
+    if not isinstance(section, dict) or section.get("method", "full") == method or not isinstance(method, str):
+        return
+    new, notes = switch_method({**section, "method": method}, section.get("method"), given)
+    tree["adapter"] = {**new, "method": section.get("method", "full")}  # the method itself comes from the caller
+    if notes:
+        from .io import is_main_rank
+
+        if is_main_rank():
+            print("hfkit: note: " + " ".join(notes), file=sys.stderr)
 
 
 def flat_keys(tree: dict, prefix: str = "") -> dict:
@@ -261,7 +281,10 @@ def _list_slot(node: list, part: str, key: str) -> Any:
 def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None) -> Recipe:
     """Read a recipe file (or start empty when `path` is None), apply overrides, validate."""
     tree: dict = _read_tree(resolve_recipe_path(path), set()) if path is not None else {}
-    for key, value in parse_overrides(overrides).items():
+    given = {_canonical_key(k): v for k, v in parse_overrides(overrides).items()}
+    if "adapter.method" in given:  # the recipe's fields of another method are not the new one's
+        _switch_adapter(tree, given["adapter.method"], {k.split(".", 1)[1] for k in given if k.startswith("adapter.")})
+    for key, value in given.items():
         _set_dotted(tree, key, value)
     tree.pop("base", None)  # `base` in an override has no file to be relative to
     return build_recipe(tree)

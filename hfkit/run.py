@@ -287,6 +287,7 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     if main_process:
         metrics.update(_held_out_scores(job, "after", show))
     trainer.save_model(str(out))  # safetensors weights + config + tokenizer (with its chat template)
+    _drop_library_card(out)
     if recipe.generate.prompts and main_process:
         metrics["samples"] = _samples(job)
     metrics["wall_seconds"] = round(time.time() - t0, 1)
@@ -296,6 +297,18 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         if not quiet:
             _print_summary(metrics, plan.final)  # where the run ends up (not its staging folder)
     return metrics
+
+
+def _drop_library_card(out: Path) -> None:
+    """peft's `save_pretrained` writes a README.md stub naming the local base folder; the run's card is
+    written by `hfkit push` (from the recipe and metrics), so the stub is not left in the run."""
+    card = out / "README.md"
+    if card.is_file() and (out / "adapter_config.json").is_file():
+        from .hub import CARD_MARK, replaceable_card
+
+        text = card.read_text(encoding="utf-8", errors="replace")
+        if replaceable_card(text) and CARD_MARK not in text:
+            card.unlink()  # huggingface_hub's empty template, as peft fills it in
 
 
 def _precision(recipe: Recipe, args) -> str:

@@ -253,7 +253,8 @@ def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
     return obj
 
 
-def check_fields(cls: type, values: dict, prefix: str, skip: typing.Collection[str] = ()) -> dict:
+def check_fields(cls: type, values: dict, prefix: str, skip: typing.Collection[str] = (),
+                 renamed: dict | None = None) -> dict:
     """Check `values` against the fields of a library's dataclass (TrainingArguments, a peft config):
     names and the types their annotations give. Returns the coerced values."""
     hints = typing.get_type_hints(cls)
@@ -262,7 +263,8 @@ def check_fields(cls: type, values: dict, prefix: str, skip: typing.Collection[s
     for k, v in values.items():
         key = f"{prefix}.{k}"
         if k not in known:
-            raise unknown_key(key, known, f"{prefix} ({cls.__name__})")
+            renamed_here = {old: new for old, new in (renamed or {}).items() if new in known}
+            raise unknown_key(key, known, f"{prefix} ({cls.__name__})", renamed_here)
         try:
             out[k] = coerce(v, hints.get(k, Any), key)
         except Mismatch:

@@ -231,3 +231,64 @@ def test_data_too_small_for_the_validation_asked_for_is_refused(task, records, t
     assert rc == 2
     one_line(err, "set data.validation_fraction=0 to train without validation")
     assert sorted(os.listdir(tmp_path)) == ["d.jsonl"]
+
+
+# ----------------------------------------------------------------------------- 8. push --dry-run of a LoRA run
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_run, tmp_path_factory):
+    import hfkit
+    from conftest import TINY_MODEL
+
+    base, _ = tiny_run
+    out = tmp_path_factory.mktemp("lora") / "lora"
+    hfkit.train("clm_pretrain", TINY_MODEL + [f"output_dir={out}", "max_steps=3", f"model.name_or_path={base}",
+                                              "adapter.method=lora", "adapter.r=4"], quiet=True)
+    return out
+
+
+def test_push_dry_run_of_a_lora_run_writes_the_card(lora_run, capsys):
+    assert not (lora_run / "README.md").exists()  # peft's stub (naming the local base folder) is not left behind
+    rc, out, err = cli(capsys, "push", lora_run, "--repo-id", "me/tiny-lora", "--base-model", "me/tiny", "--dry-run",
+                       "--json")
+    assert rc == 0, err
+    card = (lora_run / "README.md").read_text()
+    assert "base_model: me/tiny" in card and "AutoPeftModelForCausalLM" in card and str(lora_run.parent) not in card
+    # an older run still holding peft's stub: replaced too; a README the user wrote: never
+    from huggingface_hub import ModelCard, ModelCardData
+
+    (lora_run / "README.md").write_text(ModelCard.from_template(ModelCardData(library_name="peft")).content)
+    assert cli(capsys, "push", lora_run, "--repo-id", "me/tiny-lora", "--dry-run")[0] == 0
+    (lora_run / "README.md").write_text("# my notes\n")
+    rc, out, err = cli(capsys, "push", lora_run, "--repo-id", "me/tiny-lora", "--dry-run")
+    assert rc == 2 and (lora_run / "README.md").read_text() == "# my notes\n"
+    one_line(err, "was not written by hfkit")
+    (lora_run / "README.md").unlink()
+
+
+# ----------------------------------------------------------------------------- 9. switching adapter.method
+
+def test_switching_the_adapter_method_maps_or_drops_the_recipes_fields(tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base, _ = tiny_run
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps({"prompt": f"add {i} and 1:",
+                                                           "completion": f" {i + 1}"}) + "\n" for i in range(30)))
+    small = [f"model.name_or_path={base}", "max_steps=2", "sft.max_length=64", "data.validation_fraction=0",
+             "data.sources=[{kind: json, path: qa.jsonl}]", "sft.format=prompt_completion",
+             "eval_strategy=no", "generate.prompts=[]", "save_strategy=no"]
+    rc, out, err = cli(capsys, "train", "lora_sft", "adapter.method=vera", "output_dir=vera", *small)
+    assert rc == 0, err
+    assert "adapter.method=vera (was lora): mapped lora_dropout -> vera_dropout; dropped lora_alpha, use_dora" in err
+    cfg = json.loads((tmp_path / "vera" / "adapter_config.json").read_text())
+    assert cfg["peft_type"] == "VERA" and cfg["vera_dropout"] == 0.05 and cfg["r"] == 16  # the recipe's values
+    # a child recipe switching its base's method gets the same treatment; fields given with it are kept
+    (tmp_path / "child.yaml").write_text("base: lora_sft\nadapter: {method: loha, r: 8}\n")
+    rc, out, err = cli(capsys, "data", "report", "child.yaml", *small[:6])
+    assert rc == 0, err
+    assert "adapter.method=loha (was lora): mapped lora_alpha -> alpha; dropped lora_dropout, use_dora" in err
+    # a field of the old method given with the new one is an error, with the new method's names
+    rc, out, err = cli(capsys, "train", "lora_sft", "adapter.method=loha", "adapter.lora_dropout=0.1", "output_dir=x",
+                       *small)
+    assert rc == 2
+    one_line(err, "unknown recipe key 'adapter.lora_dropout' — did you mean 'adapter.rank_dropout'?", "LoHaConfig")
+    assert sorted(os.listdir(tmp_path)) == ["child.yaml", "qa.jsonl", "vera"]
