@@ -292,3 +292,24 @@ def test_switching_the_adapter_method_maps_or_drops_the_recipes_fields(tiny_run,
     assert rc == 2
     one_line(err, "unknown recipe key 'adapter.lora_dropout' — did you mean 'adapter.rank_dropout'?", "LoHaConfig")
     assert sorted(os.listdir(tmp_path)) == ["child.yaml", "qa.jsonl", "vera"]
+
+
+# ----------------------------------------------------------------------------- 10. accelerate launch as the README shows it
+
+def test_the_readmes_accelerate_launch_line_runs(tmp_path):
+    """The README's `accelerate launch --config_file ... -m hfkit train` line, as written (the DDP config
+    standing in for DeepSpeed, which needs CUDA): two real processes, one run."""
+    root = Path(__file__).resolve().parent.parent
+    line = next(ln for ln in (root / "README.md").read_text().splitlines() if ln.startswith("accelerate launch"))
+    argv = line.split("#")[0].split()
+    assert "--num_processes" in argv  # accelerate refuses a config without a process count otherwise
+    argv[argv.index("--config_file") + 1] = str(root / "hfkit/configs/accelerate/ddp.yaml")
+    argv[argv.index("--num_processes") + 1] = "2"
+    recipe = argv.index("RECIPE")
+    argv[recipe:recipe + 1] = ["clm_pretrain", "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+                               "tokenizer.vocab_size=300", "max_steps=3", f"output_dir={tmp_path / 'run'}", "--json"]
+    accelerate = Path(sys.executable).parent / "accelerate"
+    p = subprocess.run([str(accelerate), *argv[1:]], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["world_size"] == 2
