@@ -16,6 +16,10 @@ _API = {
 }
 __all__ = ["HfkitError", *_API]
 
+# the classic LMs (n-gram, RNN/LSTM/GRU, WaveNet, ...) registered with AutoConfig and
+# AutoModelForCausalLM, so a saved one loads with `AutoModelForCausalLM.from_pretrained(dir)` after `import hfkit`
+from .models import classic as _classic  # noqa: E402,F401
+
 
 def __getattr__(name):
     if name not in _API:

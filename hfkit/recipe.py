@@ -235,9 +235,9 @@ def _canonical_key(key: str) -> str:
     if key in ALIASES:
         return ALIASES[key]
     if "." not in key and key not in {f.name for f in dataclasses.fields(Recipe)} and key not in _section_names():
-        from .training.arguments import training_keys
+        from .training.arguments import RENAMED, training_keys
 
-        if key in training_keys():
+        if key in training_keys() or key in RENAMED:  # a renamed one is then named with its new name
             return f"training.{key}"
     return key
 

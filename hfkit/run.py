@@ -281,7 +281,7 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
     if first_eval.metrics is not None:
         metrics["eval_before"] = first_eval.metrics
     if prepared.validation is not None:
-        metrics["eval_after"] = trainer.evaluate(metric_key_prefix="eval")  # sharded over the ranks
+        metrics["eval_after"] = _final_evaluation(trainer)
     if args.world_size > 1 and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # replicated weights
         metrics["rank_weights_sha256"] = _rank_fingerprints(model)
     if main_process:
@@ -297,6 +297,18 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         if not quiet:
             _print_summary(metrics, plan.final)  # where the run ends up (not its staging folder)
     return metrics
+
+
+def _final_evaluation(trainer) -> dict:
+    """Validation metrics of the model as saved. Trainer evaluates at the last step itself (every
+    `eval_strategy: steps` run does); that evaluation is reused unless the best checkpoint of an
+    earlier step was loaded back at the end (`load_best_model_at_end`)."""
+    state = trainer.state
+    last = next((h for h in reversed(state.log_history) if "eval_loss" in h), None)
+    reloaded = trainer.args.load_best_model_at_end and state.best_global_step not in (None, state.global_step)
+    if last is not None and last.get("step") == state.global_step and not reloaded:
+        return {k: v for k, v in last.items() if k.startswith("eval_") or k == "epoch"}
+    return trainer.evaluate(metric_key_prefix="eval")  # sharded over the ranks
 
 
 def _drop_library_card(out: Path) -> None:

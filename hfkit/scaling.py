@@ -14,6 +14,7 @@ reported values, and the refit agrees with Hoffmann's approaches 1 and 2.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -25,6 +26,7 @@ from .errors import HfkitError
 
 @dataclass
 class Law:
+    """L(N, D) = E + A / N^alpha + B / D^beta."""
     E: float
     A: float
     B: float
@@ -74,10 +76,29 @@ def _objective(theta, log_n, log_d, log_l, delta):
     return huber.sum(), grad
 
 
-def fit(n, d, loss, delta: float = 1e-3) -> tuple[Law, dict]:
-    """Fit the law to measured (N, D, loss) points; returns it and how the fit went."""
+@contextlib.contextmanager
+def _interruptible():
+    """SIGINT sets a flag (read with the yielded function) instead of being lost inside compiled code."""
+    import signal
+    import threading
+
+    hit = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: hit.append(True))
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def fit(n, d, loss, delta: float = 1e-3, progress: bool = False) -> tuple[Law, dict]:
+    """Fit the law to measured (N, D, loss) points; returns it and how the fit went. `progress`: a bar
+    over the starting points (stderr); Ctrl-C stops between two starts."""
     import numpy as np
     from scipy.optimize import minimize
+    from tqdm.auto import tqdm
 
     log_n, log_d, log_l = (np.log(np.asarray(x, dtype=float)) for x in (n, d, loss))
     if len(log_n) < 5:
@@ -85,12 +106,15 @@ def fit(n, d, loss, delta: float = 1e-3) -> tuple[Law, dict]:
     best = None
     # starting points: 243, a coarser grid than Hoffmann et al.'s 4,500 (on a synthetic law it finds the
     # optimum the full grid finds, in 5 s instead of 45)
-    grid = itertools.product([0, 10, 20], [0, 10, 20], [-1, 0, 1], [0.2, 0.5, 1.0], [0.2, 0.5, 1.0])
-    for start in grid:
-        res = minimize(_objective, np.array(start, dtype=float), args=(log_n, log_d, log_l, delta), jac=True,
-                       method="L-BFGS-B", options={"maxiter": 1000, "gtol": 1e-12, "ftol": 1e-15})
-        if best is None or res.fun < best.fun:
-            best = res
+    grid = list(itertools.product([0, 10, 20], [0, 10, 20], [-1, 0, 1], [0.2, 0.5, 1.0], [0.2, 0.5, 1.0]))
+    with _interruptible() as stop:  # scipy's L-BFGS-B swallows Ctrl-C: checked between starts instead
+        for start in tqdm(grid, desc="fit L(N, D) (L-BFGS from each start)", disable=not progress):
+            if stop():
+                raise KeyboardInterrupt
+            res = minimize(_objective, np.array(start, dtype=float), args=(log_n, log_d, log_l, delta), jac=True,
+                           method="L-BFGS-B", options={"maxiter": 1000, "gtol": 1e-12, "ftol": 1e-15})
+            if best is None or res.fun < best.fun:
+                best = res
     a, b, e, alpha, beta = best.x
     law = Law(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=float(alpha), beta=float(beta))
     pred = np.array([law.loss(math.exp(x), math.exp(y)) for x, y in zip(log_n, log_d)])
@@ -154,6 +178,10 @@ def points(path: str | Path) -> list[dict]:
     out = []
     for r in report.get("runs", []):
         if r.get("non_embedding_parameters") and r.get("train_tokens") and r.get("validation_loss"):
+            if not all(isinstance(r[k], (int, float)) and math.isfinite(r[k]) and r[k] > 0
+                       for k in ("non_embedding_parameters", "train_tokens", "validation_loss")):
+                raise HfkitError(f"{table}: run '{r.get('run')}' has a validation loss, N or D that is not a positive "
+                                 f"finite number ({r['validation_loss']}): rerun it, or remove it from the sweep")
             out.append({"run": r["run"], "N": r["non_embedding_parameters"], "D": r["train_tokens"],
                         "loss": r["validation_loss"], "flops": r.get("train_flops")})
     if not out:
@@ -161,7 +189,7 @@ def points(path: str | Path) -> list[dict]:
     return out
 
 
-def fit_report(path: str | Path, delta: float = 1e-3, holdout: list[str] | None = None) -> dict:
+def fit_report(path: str | Path, delta: float = 1e-3, holdout: list[str] | None = None, progress: bool = False) -> dict:
     from . import __version__
 
     pts = points(path)
@@ -170,7 +198,8 @@ def fit_report(path: str | Path, delta: float = 1e-3, holdout: list[str] | None 
     if missing:
         raise HfkitError(f"--holdout: no finished run named {', '.join(sorted(missing))} in {path}")
     used = [p for p in pts if p not in held]
-    law, info = fit([p["N"] for p in used], [p["D"] for p in used], [p["loss"] for p in used], delta)
+    law, info = fit([p["N"] for p in used], [p["D"] for p in used], [p["loss"] for p in used], delta,
+                    progress)
     for p in pts:
         p["predicted"] = law.loss(p["N"], p["D"])
         p["relative_error"] = p["predicted"] / p["loss"] - 1

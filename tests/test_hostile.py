@@ -2,6 +2,7 @@
 user would, and checks its exit status, its one line, and the files before and after."""
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -313,3 +314,101 @@ def test_the_readmes_accelerate_launch_line_runs(tmp_path):
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["world_size"] == 2
+
+
+# ----------------------------------------------------------------------------- 11. import hfkit registers the classic LMs
+
+@pytest.mark.parametrize("architecture", ["ngram", "lstm"])
+def test_a_saved_classic_lm_loads_with_auto_classes_after_import_hfkit(architecture, tmp_path):
+    import hfkit
+
+    extra = ["model.extra.order=2"] if architecture == "ngram" else ["model.hidden_size=16", "max_steps=2"]
+    hfkit.train("clm_pretrain", [f"model.architecture={architecture}", "tokenizer.kind=char", *extra,
+                                 f"output_dir={tmp_path / 'run'}", "max_steps=2", "data.block_size=32",
+                                 "save_strategy=no", "load_best_model_at_end=false", "generate.prompts=[]"], quiet=True)
+    code = ("import torch, hfkit\nfrom transformers import AutoModelForCausalLM\n"
+            f"m = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'run')!r})\n"
+            "print(type(m).__name__, m(torch.tensor([[1, 2, 3]])).logits.shape[-1])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)  # a fresh process
+    assert p.returncode == 0, p.stderr[-2000:]
+    name, vocab = p.stdout.split()
+    assert name == {"ngram": "NGramLM", "lstm": "RecurrentLM"}[architecture] and int(vocab) > 3
+
+
+# ----------------------------------------------------------------------------- 14. messages with a fix; no work twice; Ctrl-C
+
+@pytest.mark.parametrize("override, message", [
+    ("save_strategy=no", "'training.save_strategy'=no: the recipe keeps the best checkpoint"),
+    ("save_steps=150", "'training.save_steps'=150 is not a multiple of eval_steps=100"),
+    ("evaluation_strategy=steps", "'training.evaluation_strategy' was renamed: did you mean 'training.eval_strategy'?"),
+    ("training.per_gpu_train_batch_size=4", "did you mean 'training.per_device_train_batch_size'?"),
+])
+def test_training_settings_that_transformers_would_refuse_name_the_fix(override, message, tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli(capsys, "train", "clm_pretrain", "output_dir=out", override)
+    assert rc == 2
+    one_line(err, message)
+    if "load_best" in message or "save_strategy" in override:
+        assert "load_best_model_at_end=false" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_final_evaluation_runs_once(tmp_path):
+    import hfkit
+    from conftest import TINY_MODEL
+
+    m = hfkit.train("clm_pretrain", TINY_MODEL + [f"output_dir={tmp_path}", "max_steps=3", "eval_steps=1000"],
+                    quiet=True)
+    evals = [json.loads(ln) for ln in (tmp_path / "log.jsonl").read_text().splitlines() if "eval_loss" in ln]
+    assert [e["step"] for e in evals] == [0, 3]  # before training, and Trainer's own at the last step: not again
+    assert m["eval_after"]["eval_loss"] == evals[-1]["eval_loss"]
+    assert m["eval_after"]["eval_perplexity"] == pytest.approx(math.exp(evals[-1]["eval_loss"]))
+
+
+def test_scaling_fit_shows_progress_and_stops_on_ctrl_c(tmp_path):
+    import signal
+    import threading
+    import time
+
+    law = dict(E=1.8, A=400.0, B=2000.0, alpha=0.34, beta=0.36)
+    runs = [{"run": f"r{i}", "non_embedding_parameters": n, "train_tokens": d,
+             "validation_loss": law["E"] + law["A"] / n ** law["alpha"] + law["B"] / d ** law["beta"]}
+            for i, (n, d) in enumerate((n * (1 + k / 1000), d) for k in range(100)
+                                        for n in (1e5, 4e5, 1.6e6) for d in (1e6, 4e6, 1.6e7))]
+    (tmp_path / "comparison.json").write_text(json.dumps({"runs": runs}))
+    p = subprocess.Popen([sys.executable, "-m", "hfkit", "scaling", "fit", str(tmp_path)], stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    seen = bytearray()
+    reader = threading.Thread(target=lambda: [seen.extend(c) for c in iter(lambda: p.stderr.read(1), b"")], daemon=True)
+    reader.start()
+    while b"fit L(N, D)" not in seen and p.poll() is None:  # the progress bar is up: the fit is running
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    rc = p.wait(timeout=120)
+    reader.join(timeout=10)
+    assert rc == 130 and b"hfkit: interrupted" in seen
+    assert b"243/243" not in seen and not (tmp_path / "scaling_fit.json").exists()
+
+
+def test_every_flag_a_help_text_names_exists_in_that_command():
+    import argparse
+    import re
+
+    from hfkit.cli import build_parser
+
+    def walk(parser, path):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, path + [name])
+
+    wrong = []
+    for path, parser in walk(build_parser(), ["hfkit"]):
+        flags = {s for a in parser._actions for s in a.option_strings}
+        for a in parser._actions:
+            for named in re.findall(r"(?<![\w-])--[a-z][a-z-]+", a.help or ""):
+                if named not in flags:
+                    wrong.append(f"{' '.join(path)} {'/'.join(a.option_strings) or a.dest}: names {named}")
+    assert wrong == []

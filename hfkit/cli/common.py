@@ -67,7 +67,7 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def add_generation_options(parser: argparse.ArgumentParser, names: typing.Iterable[str] | None = None,
-                           seed: bool = True, batch_size: bool = True) -> None:
+                           seed: bool = True, batch_size: bool = True, helps: dict | None = None) -> None:
     """The decoding options, with one set of defaults: those of `GenerationSettings` (the recipe's
     `generate:` section). `names` picks a subset for commands that fix the others."""
     from ..inference.generation import GenerationSettings
@@ -78,9 +78,12 @@ def add_generation_options(parser: argparse.ArgumentParser, names: typing.Iterab
         if names is not None and f.name not in names:
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        text = (helps or {}).get(f.name, f.metadata.get("help", ""))
+        if names is not None and "do_sample" not in names:  # no --do-sample here: do not name it
+            text = text.replace(" (with --do-sample)", "")
+        help_text = f"{text} (default: {f.default})"
         if hints[f.name] is bool:
-            g.add_argument(flag, action="store_true", default=f.default, help=f.metadata.get("help"))
+            g.add_argument(flag, action="store_true", default=f.default, help=text)
         else:
             limits = {k: f.metadata[k] for k in ("min", "above", "max") if k in f.metadata}
             g.add_argument(flag, type=number(_scalar(hints[f.name]), **limits), default=f.default, help=help_text)

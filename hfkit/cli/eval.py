@@ -87,7 +87,9 @@ def _register_icl(ev) -> None:
                     help="chain-of-thought: reason first, then 'The answer is X'")
     ic.add_argument("--self-consistency", type=number(int, min=0), default=None, metavar="N",
                     help="sample N reasoning paths and take the majority answer")
-    add_generation_options(ic, names=("max_new_tokens", "temperature", "top_p"), seed=False)
+    add_generation_options(ic, names=("max_new_tokens", "temperature", "top_p"), seed=False,
+                           helps={"temperature": "sampling temperature of the --self-consistency paths",
+                                  "top_p": "nucleus sampling of the --self-consistency paths"})
     ic.add_argument("--seed", type=number(int, min=0), default=1234, help="chooses the demonstrations, seeds sampling (default: 1234)")
     ic.add_argument("--answer-regex", default=None, help="extract the answer: the first group of this regex")
     ic.add_argument("--limit", type=number(int, min=1), default=None)

@@ -65,7 +65,7 @@ def run_fit(args) -> int:
     out, png = folder / "scaling_fit.json", folder / "scaling_fit.png"
     for f in (out, png):
         check_output_file(f, "the fit's output")
-    report = fit_report(args.sweep, args.delta, args.holdout)
+    report = fit_report(args.sweep, args.delta, args.holdout, progress=True)
     write_json(out, report)
     plot_fit(report, png)
     if args.json:
@@ -89,10 +89,15 @@ def run_plan(args) -> int:
     if args.fit and args.law:
         raise HfkitError("give --fit FILE or --law NAME, not both")
     if args.fit:
+        import math
+
         try:
             law = Law(**json.loads(Path(args.fit).read_text(encoding="utf-8"))["law"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise HfkitError(f"--fit {args.fit}: not a scaling_fit.json written by `hfkit scaling fit` ({e})") from None
+        for k, v in vars(law).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise HfkitError(f"--fit {args.fit}: law.{k} is {v!r}, not a finite number >= 0")
         source = args.fit
     else:
         law, source = LAWS[args.law or DEFAULT_LAW], args.law or DEFAULT_LAW

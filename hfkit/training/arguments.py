@@ -27,6 +27,11 @@ TRAINING_DEFAULTS = {
     "include_num_input_tokens_seen": "non_padding",  # tokens trained on, for tokens/s in every run's metrics
     "bf16": "auto",  # bf16 autocast where the GPU or CPU computes bf16 natively (resolve_bf16), else fp32
 }
+# TrainingArguments fields transformers renamed or removed, and their names now ("did you mean")
+RENAMED = {"evaluation_strategy": "eval_strategy", "per_gpu_train_batch_size": "per_device_train_batch_size",
+           "per_gpu_eval_batch_size": "per_device_eval_batch_size", "no_cuda": "use_cpu", "use_mps_device": "use_cpu",
+           "push_to_hub_token": "hub_token", "push_to_hub_model_id": "hub_model_id",
+           "push_to_hub_organization": "hub_model_id", "fp16_backend": "half_precision_backend"}
 # keys of the training section that hfkit handles itself (not passed to TrainingArguments)
 HFKIT_KEYS = {"overwrite_output_dir": bool}
 # values that must never be written anywhere (recipe.yaml, training_args.bin, logs)
@@ -51,7 +56,7 @@ def validate_training_args(training: dict) -> dict:
             raise HfkitError(f"recipe key 'training.{k}' expects {HFKIT_KEYS[k].__name__}, got {type(v).__name__} {v!r}")
     auto = {"bf16": "auto"} if training.get("bf16") == "auto" else {}  # hfkit's value for TrainingArguments.bf16
     out = check_fields(TrainingArguments, {k: v for k, v in training.items() if k not in HFKIT_KEYS and k not in auto},
-                       "training")
+                       "training", renamed=RENAMED)
     out.update(auto)
     if not out.get("output_dir"):
         raise HfkitError("recipe key 'training.output_dir' is required (set it, or pass output_dir=PATH)")
@@ -96,6 +101,29 @@ def training_arguments(training: dict, task_defaults: dict, has_validation: bool
         raise HfkitError(f"recipe section 'training': {one_line(e)}") from None
 
 
+def _check_best_model(kw: dict, given: dict) -> None:
+    """`load_best_model_at_end` keeps the checkpoint of the best evaluation: checkpoints must be saved
+    at evaluation steps. Said in hfkit's words, with the fix, before transformers says it without."""
+    if not kw.get("load_best_model_at_end"):
+        return
+    save, ev = str(kw.get("save_strategy", "steps")), str(kw.get("eval_strategy", "no"))
+    fix = "add load_best_model_at_end=false"
+    if save == "no":
+        raise HfkitError(f"recipe key 'training.save_strategy'=no: the recipe keeps the best checkpoint "
+                         f"(training.load_best_model_at_end=true), which needs checkpoints: {fix}")
+    if save != "best" and save != ev:
+        raise HfkitError(f"recipe keys 'training.save_strategy'={save} and 'training.eval_strategy'={ev} differ: "
+                         f"keeping the best checkpoint (load_best_model_at_end=true) needs them equal: set both, or "
+                         f"{fix}")
+    if save == ev == "steps":
+        s_steps, e_steps = kw.get("save_steps", 500), kw.get("eval_steps") or kw.get("logging_steps", 500)
+        if e_steps and s_steps and s_steps % e_steps and not (s_steps < 1 and e_steps < 1):
+            s_steps, e_steps = (int(x) if float(x).is_integer() else x for x in (s_steps, e_steps))
+            raise HfkitError(f"recipe key 'training.save_steps'={s_steps} is not a multiple of eval_steps={e_steps}: "
+                             f"keeping the best checkpoint (load_best_model_at_end=true) needs a checkpoint at an "
+                             f"evaluation: make it a multiple, or {fix}")
+
+
 @functools.lru_cache(maxsize=1)
 def resolve_bf16() -> tuple[bool, str]:
     """`bf16: auto`: (use bf16 autocast, why). A GPU that supports bf16; a CPU whose instruction set
@@ -132,6 +160,7 @@ def check_training(training: dict, task_defaults: dict, args_class: type | None 
     for key in ("eval_steps", "save_steps"):
         if key in training and training[key] is not None and training[key] <= 0:
             raise HfkitError(f"recipe key 'training.{key}' must be > 0, got {training[key]}")
+    _check_best_model({**TRAINING_DEFAULTS, **task_defaults, **training}, training)
     report_to = training.get("report_to", TRAINING_DEFAULTS["report_to"])
     if report_to not in ("none", "all", None):
         from transformers.integrations import get_available_reporting_integrations
