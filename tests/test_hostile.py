@@ -412,3 +412,41 @@ def test_every_flag_a_help_text_names_exists_in_that_command():
                 if named not in flags:
                     wrong.append(f"{' '.join(path)} {'/'.join(a.option_strings) or a.dest}: names {named}")
     assert wrong == []
+
+
+# ----------------------------------------------------------------------------- 12. chat uses the run's own format, or refuses
+
+def _chat(run, *lines):
+    p = subprocess.run([sys.executable, "-m", "hfkit", "chat", str(run), "--max-new-tokens", "20"],
+                       input="".join(f"{ln}\n" for ln in lines) + "\n", capture_output=True, text=True, timeout=300)
+    return p.returncode, [ln.split("model> ", 1)[1].strip() for ln in p.stdout.splitlines() if "model> " in ln], p
+
+
+@pytest.mark.parametrize("fmt", ["instruction", "chat_templates"])
+def test_chat_answers_in_the_prompt_format_the_run_was_tuned_on(fmt, tmp_path):
+    import hfkit
+    from test_sft import MEMO, _sft_overrides
+
+    data = tmp_path / "memo.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in MEMO))
+    extra = ["sft.format=chat", "sft.templates=[{prompt: '{{ instruction }}', answer: '{{ output }}'}]"] \
+        if fmt == "chat_templates" else []
+    hfkit.train("sft", _sft_overrides(data, tmp_path / "run", ["max_steps=150", *extra]), quiet=True)
+    vocab = json.loads((tmp_path / "run" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert ("<|im_start|>" in json.dumps(vocab) or "<|im_start|>" in (tmp_path / "run" / "tokenizer.json").read_text()) \
+        == (fmt == "chat_templates")  # an instruction run gets no untrained ChatML tokens
+    before = files(tmp_path / "run")
+    rc, replies, p = _chat(tmp_path / "run", MEMO[2]["instruction"], "/reset", MEMO[4]["instruction"])
+    assert rc == 0, p.stderr
+    assert replies == ["cold stone", "empty glass"]
+    assert ("its chat template" if fmt == "chat_templates" else "its own prompt format") in p.stdout
+    assert files(tmp_path / "run") == before
+
+
+def test_chat_refuses_a_model_tuned_for_neither(tiny_run):
+    run_dir, _ = tiny_run
+    before = files(run_dir)
+    rc, replies, p = _chat(run_dir, "hello")
+    assert rc == 2 and replies == []
+    one_line(p.stderr, "no chat template and no instruction prompt format")
+    assert files(run_dir) == before

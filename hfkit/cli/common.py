@@ -100,11 +100,14 @@ def _scalar(tp):
 
 
 def generation_kwargs(args, names: typing.Iterable[str] | None = None) -> dict:
-    """The generation options of parsed `args` as keyword arguments for `hfkit.inference.generate`."""
-    from ..inference.generation import GenerationSettings
+    """The generation options of parsed `args` as keyword arguments for `hfkit.inference.generate`,
+    checked together (e.g. several sequences need sampling or beams)."""
+    from ..inference.generation import GenerationSettings, generation_config
 
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationSettings)
-            if (names is None or f.name in names) and hasattr(args, f.name)}
+    kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationSettings)
+          if (names is None or f.name in names) and hasattr(args, f.name)}
+    generation_config(None, **kw)
+    return kw
 
 
 def emit(result: dict, as_json: bool, title: str) -> None:

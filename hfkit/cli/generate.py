@@ -89,19 +89,20 @@ def run_generate(args) -> int:
 
 
 def run_chat(args) -> int:
-    """A terminal chat: the conversation so far goes through the model's chat template every turn."""
+    """A terminal chat, through the run's chat template (every turn sees the conversation so far) or
+    its own single-turn prompt format; a model with neither is refused."""
     from transformers import TextStreamer
 
-    from ..data.templates import chat_stop_ids, setup_chat_template
+    from ..conversation import conversation_for
     from ..inference.generation import generate
 
+    generation_kwargs(args)  # the settings' own errors, before loading the model
     model, tokenizer = load_model_and_tokenizer(args.model)
-    if not getattr(tokenizer, "chat_template", None):
-        print("note: this model has no chat template; using ChatML", file=sys.stderr)
-    setup_chat_template(tokenizer, model)
+    talk = conversation_for(args.model, tokenizer)
     history = [{"role": "system", "content": args.system}] if args.system else []
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    print("hfkit chat: type a message; /reset clears the conversation, an empty line or Ctrl-D quits.")
+    print(f"hfkit chat ({talk.description}): type a message; /reset clears the conversation, an empty line or "
+          f"Ctrl-D quits.")
     while True:
         try:
             line = input("you> ")
@@ -113,9 +114,8 @@ def run_chat(args) -> int:
             history = history[:1] if args.system else []
             continue
         history.append({"role": "user", "content": line})
-        prompt = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
         print("model> ", end="", flush=True)
-        reply = generate(model, tokenizer, [prompt], seed=args.seed, streamer=streamer,
-                         stop_token_ids=chat_stop_ids(tokenizer), **generation_kwargs(args))[0][0]
-        history.append({"role": "assistant", "content": reply.strip()})
+        reply = generate(model, tokenizer, [talk.prompt(history)], seed=args.seed, streamer=streamer,
+                         **talk.generate_kwargs(), **generation_kwargs(args))[0][0]
+        history.append({"role": "assistant", "content": talk.reply(reply)})
     return 0

@@ -85,6 +85,13 @@ class Template:
             raise HfkitError(f"{where}template '{self.name}' references an unknown field ({e.message}); "
                              f"record fields: {', '.join(sorted(record))}") from None
 
+    def render_prompt(self, record: dict) -> str:
+        """The prompt alone (a user's message at inference: there is no answer to render)."""
+        try:
+            return render_template(self._prompt, record, f"template '{self.name}'")
+        except jinja2.UndefinedError as e:
+            raise HfkitError(f"template '{self.name}' references an unknown field ({e.message})") from None
+
     def extract_answer(self, generated: str) -> str:
         """Inverse of the answer template: the answer field's value inside a generated text."""
         if self.answer_field is None:

@@ -40,6 +40,21 @@ class Prepared:
     trainer_kwargs: dict = field(default_factory=dict)  # what else the task's trainer takes (reward functions...)
 
 
+@dataclass
+class PromptFormat:
+    """How a run without a chat template takes one user message: its own prompt template, the field
+    the message fills (the others empty), and how the answer is read back from the generated text."""
+    template: Any  # hfkit.data.templates.Template
+    user_field: str
+    other_fields: dict = field(default_factory=dict)
+
+    def prompt(self, message: str) -> str:
+        return self.template.render_prompt({**self.other_fields, self.user_field: message})
+
+    def answer(self, generated: str) -> str:
+        return self.template.extract_answer(generated)
+
+
 class Task:
     """The interface every task implements (defaults here suit a causal LM)."""
     name: ClassVar[str]
@@ -124,6 +139,12 @@ class Task:
         """Figures from the training logs that the task reports ({label: value}; GRPO: the mean reward
         at the start and at the end of training)."""
         return {}
+
+    # --- using a saved run
+    def prompt_format(self, recipe: "Recipe") -> PromptFormat | None:
+        """The run's own single-turn prompt format, for chat and serving without a chat template (None:
+        the task has none)."""
+        return None
 
     # --- evaluation of a saved run
     def generation_inputs(self, recipe: "Recipe", records, tokenizer, where: str, model_path: str):

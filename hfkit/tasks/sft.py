@@ -23,7 +23,7 @@ from ..data.sources import load_records, quiet_datasets, source_where
 from ..data.templates import (Template, builtin_templates, chat_stop_ids, check_chat, choose_template,
                               setup_chat_template)
 from ..errors import HfkitError
-from . import Prepared, Task, register
+from . import Prepared, PromptFormat, Task, register
 
 if TYPE_CHECKING:
     from ..recipe import Recipe
@@ -82,7 +82,7 @@ def map_fields(ds: Dataset, cfg: SftConfig, templates: list[Template], where: st
         if col not in ds.column_names:
             raise HfkitError(f"{where}: mapped field '{col}' (sft.fields) not found (columns: {', '.join(ds.column_names)})")
     ds = ds.rename_columns(renames) if renames else ds
-    if cfg.format == "chat":
+    if cfg.format == "chat" and not cfg.templates:
         needed = {"messages"}
     elif cfg.templates:
         needed = set().union(*(t.fields for t in templates))
@@ -99,6 +99,16 @@ def _with_system(messages: list[dict], system: str | None) -> list[dict]:
     if system and (not messages or messages[0]["role"] != "system"):
         return [{"role": "system", "content": system}] + list(messages)
     return list(messages)
+
+
+def chat_messages(record: dict, cfg: SftConfig, templates: list[Template], seed: int) -> list[dict]:
+    """A chat record's conversation: its `messages`, or (chat format with templates) one user turn and
+    one assistant turn rendered from the record by its template, FLAN-style."""
+    if not cfg.templates:
+        return _with_system(record["messages"], cfg.system_prompt)
+    prompt, answer = choose_template(templates, record["_index"], seed).render(record, record["_index"])
+    return _with_system([{"role": "user", "content": prompt.strip()}, {"role": "assistant", "content": answer.strip()}],
+                        cfg.system_prompt)
 
 
 def assistant_char_spans(tokenizer, messages: list[dict], index: int) -> tuple[str, list[tuple[int, int]]]:
@@ -135,7 +145,7 @@ def validate_records(ds: Dataset, cfg: SftConfig, templates: list[Template], see
         record = _record(record, cfg)
         idx = record["_index"]
         if cfg.format == "chat":
-            check_chat(_with_system(record["messages"], cfg.system_prompt), idx)
+            check_chat(chat_messages(record, cfg, templates, seed), idx)
             continue
         for name in REQUIRED[cfg.format] if not cfg.templates else ():
             if record.get(name) is None:
@@ -164,7 +174,7 @@ def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Temp
             out["num_tokens"].append(len(ids) + len(labels))
             continue
         if cfg.format == "chat":
-            messages = _with_system(record["messages"], cfg.system_prompt)
+            messages = chat_messages(record, cfg, templates, seed)
             text, spans = assistant_char_spans(tokenizer, messages, idx)
             enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             ids = enc["input_ids"]
@@ -207,7 +217,7 @@ def eval_prompts(records: Dataset, tokenizer, cfg: SftConfig, templates: list[Te
     for i in range(n):
         rec = _record(records[i], cfg)
         if cfg.format == "chat":
-            messages = _with_system(rec["messages"], cfg.system_prompt)
+            messages = chat_messages(rec, cfg, templates, seed)
             prompts.append(tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True))
             refs.append(messages[-1]["content"])
             used.append(None)
@@ -491,6 +501,21 @@ class SupervisedFineTuning(Task):
         if recipe.task_config.padding_free:
             return {}
         return {"train_sampling_strategy": "group_by_length"}  # similar lengths share a batch: little padding
+
+    def prompt_format(self, recipe: "Recipe") -> PromptFormat | None:
+        cfg = recipe.task_config
+        if cfg.format == "chat":
+            return None  # the run's chat template says it
+        template = recipe_templates(cfg)[0]
+        from ..data.templates import template_fields
+
+        fields = template_fields(template.prompt)
+        user = next((f for f in ("instruction", "prompt", "question") if f in fields), None)
+        if user is None and len(fields) == 1:
+            user = next(iter(fields))
+        if user is None:
+            return None
+        return PromptFormat(template, user, {f: "" for f in fields if f != user})
 
     def generation_inputs(self, recipe: "Recipe", records, tokenizer, where: str, model_path: str):
         from ..evaluation.generation_eval import GenerationInputs
