@@ -6,17 +6,28 @@ from pathlib import Path
 from typing import Any
 
 
-def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
-    """A two-column table on the terminal (rich when it is there)."""
+def print_grid(title: str, headers: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> None:
+    """A table with a header row. Nothing in it is ever cut: in a terminal narrower than the table,
+    long cells fold onto the next line; in a pipe or a log (no terminal) the table takes the width its
+    longest cells need (rich would otherwise assume 80 columns and cut names with '…')."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
-    for k, v in rows:
-        table.add_row(str(k), _fmt(v))
-    Console(stderr=False).print(table)
+    table = Table(title=title, show_header=any(headers))
+    for i, h in enumerate(headers):
+        table.add_column(h, overflow="fold", justify="right" if i in right else "left",
+                         style="bold" if not any(headers) and i == 0 else None)
+    for row in rows:
+        table.add_row(*(str(c) for c in row))
+    width = None if sys.stdout.isatty() else 100_000
+    Console(width=width, soft_wrap=False).print(table)
+
+
+def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
+    """A two-column table (label, value) on the terminal: see print_grid."""
+    print_grid(title, ["", ""], [[str(k), _fmt(v)] for k, v in rows])
 
 
 def _fmt(v: Any) -> str:

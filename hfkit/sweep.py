@@ -328,13 +328,7 @@ def plot_comparison(report: dict, path: Path) -> None:
 
 
 def print_comparison(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from .display import print_grid
 
     headers, cells = _table(report)
-    table = Table(title="hfkit sweep")
-    for h in headers:
-        table.add_column(h)
-    for row in cells:
-        table.add_row(*row)
-    Console().print(table)
+    print_grid("hfkit sweep", headers, cells)

@@ -450,3 +450,30 @@ def test_chat_refuses_a_model_tuned_for_neither(tiny_run):
     assert rc == 2 and replies == []
     one_line(p.stderr, "no chat template and no instruction prompt format")
     assert files(run_dir) == before
+
+
+# ----------------------------------------------------------------------------- 13. tables in a pipe; --json everywhere
+
+def test_tables_in_a_pipe_never_cut_a_name(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "hfkit", "recipes"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "…" not in p.stdout
+    from hfkit.recipe import list_recipes
+
+    for name, r in list_recipes().items():
+        assert f" {name} " in p.stdout and r["path"] in p.stdout  # whole, on one line
+    # eval compare: run names as long as a user gives them
+    for name, acc in (("a_rather_long_experiment_name_for_the_baseline_run", 50.0),
+                      ("a_rather_long_experiment_name_for_the_candidate_run", 75.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"hfkit": "x", "kind": "match", "name": name,
+                                                           "metrics": {"accuracy": acc, "n": 4}}))
+    p = subprocess.run([sys.executable, "-m", "hfkit", "eval", "compare", *sorted(map(str, tmp_path.glob("*.json")))],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "…" not in p.stdout and "a_rather_long_experiment_name_for_the_candidate_run" in p.stdout
+
+
+@pytest.mark.parametrize("argv", [["recipes"], ["prompts"], ["prompts", "show", "few_shot"], ["doctor"],
+                                  ["scaling", "plan", "--flops", "1e20"]])
+def test_every_listing_has_json(argv, capsys):
+    rc, out, err = cli(capsys, *argv, "--json")
+    assert rc == 0 and json.loads(out)

@@ -13,6 +13,7 @@ def register(sub) -> None:
     add_json(p)
     sh = ps.add_parser("show", help="print one template")
     sh.add_argument("name", help="a library name or a .yaml template file")
+    add_json(sh)
     sh.set_defaults(handler=run_show)
     r = ps.add_parser("render", help="render a template over records (with demonstrations when it takes some)")
     r.add_argument("name")
@@ -56,6 +57,10 @@ def run_show(args) -> int:
     from ..prompting.library import get_template
 
     t = get_template(args.name, "prompts show")
+    if args.json:
+        print(json.dumps({"name": t.name, "description": t.description, **t.icl_settings(),
+                          "fields": sorted(t.fields_needed())}, indent=2))
+        return 0
     print(f"# {t.name}: {t.description}")
     print(f"# shots={t.shots} select={t.select} cot={t.cot} self_consistency={t.self_consistency}")
     print(f"# fields: {', '.join(sorted(t.fields_needed())) or 'none'}")

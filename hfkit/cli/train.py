@@ -68,15 +68,11 @@ def run_list(args) -> int:
     if args.json:
         print(json.dumps(recipes, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from ..display import print_grid
 
-    table = Table(title="hfkit recipes (hfkit train NAME; hfkit recipes cp NAME my.yaml to edit one)")
-    for col in ("name", "task", "what it trains", "path"):
-        table.add_column(col)
-    for name, r in recipes.items():
-        table.add_row(name, r["task"], r["description"], r["path"])
-    Console().print(table)
+    print_grid("hfkit recipes (hfkit train NAME; hfkit recipes cp NAME my.yaml to edit one)",
+               ["name", "task", "what it trains", "path"],
+               [[name, r["task"], r["description"], r["path"]] for name, r in recipes.items()])
     return 0
 
 

@@ -90,16 +90,11 @@ def compare(paths: list[str]) -> dict:
 
 def print_comparison(cmp: dict) -> None:
     """The table: every metric (counts too) of every run."""
-    from rich.console import Console
-    from rich.table import Table
+    from ..display import print_grid
 
-    t = Table(title="hfkit eval compare")
-    t.add_column("metric")
-    for r in cmp["runs"]:
-        t.add_column(r, justify="right")
-    for name, vals in cmp["metrics"].items():
-        t.add_row(name, *("—" if v is None else f"{v:.4g}" for v in vals))
-    Console().print(t)
+    print_grid("hfkit eval compare", ["metric", *cmp["runs"]],
+               [[name, *("—" if v is None else f"{v:.4g}" for v in vals)] for name, vals in cmp["metrics"].items()],
+               right=tuple(range(1, len(cmp["runs"]) + 1)))
 
 
 def plot_comparison(cmp: dict, path: str | Path, max_metrics: int = 24) -> list[str]:

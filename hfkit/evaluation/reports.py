@@ -100,15 +100,11 @@ def print_report(rep: dict) -> None:
     print_table(f"hfkit eval {rep['kind']}", rows)
     per_class = rep["metrics"].get("per_class")
     if per_class:
-        from rich.console import Console
-        from rich.table import Table
+        from ..display import print_grid
 
-        t = Table(title="per class")
-        for c in ("label", "precision", "recall", "f1", "support"):
-            t.add_column(c, justify="right" if c != "label" else "left")
-        for label, m in per_class.items():
-            t.add_row(label, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}", str(m["support"]))
-        Console().print(t)
+        print_grid("per class", ["label", "precision", "recall", "f1", "support"],
+                   [[label, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}", str(m["support"])]
+                    for label, m in per_class.items()], right=(1, 2, 3, 4))
 
 
 
