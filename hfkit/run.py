@@ -249,7 +249,7 @@ def _run(job: Job, plan, t0: float, quiet: bool) -> dict:
         log_path.unlink(missing_ok=True)
     atomic_write_text(out / "recipe.yaml", recipe.to_yaml())
     stopper, first_eval = GracefulStop(), FirstEval()
-    fpt = flops_per_token(model, job.task.sequence_length(recipe)[0])
+    fpt = flops_per_token(model, job.task.sequence_length(recipe)[0], job.task.reference_forwards(recipe))
     # the peak: measured (once, then cached) by the main process only, which reports it
     peak, peak_source = peak_flops(run_dtype(args)) if fpt and is_main_rank() else (None, "")
     peak = peak * args.world_size if peak else None  # every process's device

@@ -135,6 +135,11 @@ class Task:
                                          compute_metrics=prepared.compute_metrics,
                                          preprocess_logits_for_metrics=prepared.preprocess_logits_for_metrics)
 
+    def reference_forwards(self, recipe: "Recipe") -> float:
+        """Forward-only passes of a frozen reference model per trained token (DPO: one), for the run's
+        FLOP count."""
+        return 0.0
+
     def training_summary(self, log_history: list[dict]) -> dict:
         """Figures from the training logs that the task reports ({label: value}; GRPO: the mean reward
         at the start and at the end of training)."""

@@ -348,6 +348,9 @@ class DirectPreference(TrlTask):
     trl_config = "DPOConfig"
     trl_trainer = "DPOTrainer"
 
+    def reference_forwards(self, recipe: "Recipe") -> float:
+        return 1.0  # the reference's log-probabilities of every chosen and rejected token (precomputed or not)
+
     def prepare(self, recipe: "Recipe", tokenizer, model, records: PreferenceRecords, seed: int) -> Prepared:
         import copy
 

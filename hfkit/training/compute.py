@@ -1,8 +1,8 @@
 """What a run costs and how well it uses the hardware: training FLOPs, FLOP/s and utilisation.
 
 FLOPs per trained token = 6 N + 12 L H Q T (PaLM, Appendix B; Chinchilla's approximation of its
-Appendix F), where N is the parameter count without the token and position embedding tables (a
-separate, untied output head is a matmul every step and counts), L layers, H heads of size Q (so
+Appendix F), where N is the parameter count without the token and position embedding tables, plus
+the output layer's matrix (a matmul every step, tied to the input embeddings or not), L layers, H heads of size Q (so
 H Q = hidden size) and T the sequence length: the first term is the forward and backward matmuls of
 the weights (2 + 4 FLOPs per parameter and token), the second the attention scores and their
 weighted sum. Models without attention (the classic LMs) have only the first term; a counted n-gram
@@ -60,14 +60,27 @@ def attention_shape(config) -> tuple[int, int]:
     return int(layers), int(hidden)
 
 
-def flops_per_token(model, seq_len: int) -> float:
-    """Training FLOPs per token: 6 N + 12 L (H Q) T."""
+def tied_output_parameters(model) -> int:
+    """The output layer's weights when they are the input embedding table (GPT-2, the presets): not
+    in the non-embedding count, yet multiplied with every token's hidden state."""
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if out is None or emb is None or getattr(out, "weight", None) is None:
+        return 0
+    return out.weight.numel() if out.weight is emb.weight else 0
+
+
+def flops_per_token(model, seq_len: int, reference_forwards: float = 0.0) -> float:
+    """Training FLOPs per token: 6 N + 12 L (H Q) T (forward and backward), plus 2 N + 4 L (H Q) T for
+    each forward-only pass of a frozen reference model (DPO's), `reference_forwards` per token."""
     if hasattr(model, "fit_counts"):  # counted, not trained
         return 0.0
     base = getattr(model, "get_base_model", None)
     inner = base() if callable(base) else model  # a peft model: the whole network runs forward and backward
     layers, hidden = attention_shape(inner.config)
-    return 6.0 * non_embedding_parameters(inner) + 12.0 * layers * hidden * seq_len
+    n = non_embedding_parameters(inner) + tied_output_parameters(inner)
+    attention = 4.0 * layers * hidden * seq_len  # one forward pass's scores and weighted sums
+    return (6.0 * n + 3 * attention) + reference_forwards * (2.0 * n + attention)
 
 
 # ----------------------------------------------------------------------------- the peak
