@@ -477,3 +477,53 @@ def test_tables_in_a_pipe_never_cut_a_name(tmp_path):
 def test_every_listing_has_json(argv, capsys):
     rc, out, err = cli(capsys, *argv, "--json")
     assert rc == 0 and json.loads(out)
+
+
+# ----------------------------------------------------------------------------- 16. independent references
+
+def test_matching_scores_follow_squad_v2_for_empty_references():
+    """By hand, with SQuAD v2.0's rule (empty references dropped unless all are empty):
+    1: gold ['Paris'], pred '' -> 0/0; 2: gold [''], pred '' -> 1/1; 3: gold ['London'] -> 1/1;
+    4: gold ['the cat sat'], pred 'cat' -> EM 0, F1 2*(1/1)*(1/2)/(1+1/2) = 2/3."""
+    from hfkit.evaluation.text_metrics import matching_scores
+
+    preds = ["", "", "London", "cat"]
+    refs = [["Paris", "", "London", "the cat sat"], ["", "", "London", ""]]  # two reference streams
+    s = matching_scores(preds, refs)
+    assert round(s["exact_match"] * 4 / 100) == 2  # counts, not floats
+    assert s["token_f1"] == pytest.approx(100 * (0 + 1 + 1 + 2 / 3) / 4)
+    assert round(s["accuracy"] * 4 / 100) == 2
+
+
+def test_bart_noise_never_grows_past_the_block_so_nothing_is_cut():
+    import torch
+
+    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(default_corpus_documents()[:200], "bpe", 500)
+    from hfkit.data.noising import bart_noise
+    from hfkit.tasks.seq2seq_pretrain import BartDenoiseConfig, DenoisingCollator, sentence_end_table
+
+    is_end = sentence_end_table(tok)
+    collator = DenoisingCollator(tok, BartDenoiseConfig(), max_length=8)
+    torch.manual_seed(0)
+    for i in range(3000):
+        block = [(7 * i + k) % 200 + 10 for k in range(6)]  # 8 positions: 6 tokens + <s> + </s>
+        noised, record = bart_noise(block, tok.mask_token_id, is_end, 0.3, 3.0, True, 0.0)
+        assert len(noised) <= len(block) and record.undo(noised) == block
+        inputs, labels = collator.noise(block)
+        assert len(inputs) <= 8 and labels[1:-1] == block
+
+
+def test_a_classifiers_padding_side_is_saved_with_its_tokenizer(tmp_path):
+    import hfkit
+    from transformers import AutoTokenizer
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"word{i % 7} text {i}", "label": "ab"[i % 2]}) + "\n"
+                            for i in range(40)))
+    hfkit.train("classify_language", [*HEAD, "data.sources=[{kind: json, path: " + str(data) + "}]",
+                                      "classification.padding_side=left", f"output_dir={tmp_path / 'run'}",
+                                      "save_strategy=no", "load_best_model_at_end=false"], quiet=True)
+    assert AutoTokenizer.from_pretrained(tmp_path / "run").padding_side == "left"

@@ -158,6 +158,10 @@ def _infill(seq: list[int], mask_id: int, mask_ratio: float, poisson_lambda: flo
         cum += lengths[i]
         i += 1
     lengths = lengths[:i] + [budget - cum]  # the last span is cut to the budget
+    if len(lengths) > budget:  # zero-length spans (insertions) beyond what the budget frees: the noised
+        surplus = len(lengths) - budget  # input would grow past the block and be cut; the surplus is dropped
+        zeros = [j for j, n in enumerate(lengths) if n == 0][-surplus:]
+        lengths = [n for j, n in enumerate(lengths) if j not in set(zeros)]
     kept = len(seq) - budget
     if len(lengths) > kept + 1:  # more spans than gaps between kept tokens: merge the surplus into the last
         lengths = lengths[:kept] + [sum(lengths[kept:])]

@@ -85,12 +85,20 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def gold_answers(refs: Sequence[str]) -> list[str]:
+    """SQuAD v2.0's rule for an example's references: the empty ones are dropped when any other is
+    left; only when all are empty is the answer "no answer" ("")."""
+    kept = [r for r in refs if normalize_answer(r)]
+    return kept or [""]
+
+
 def matching_scores(predictions: Sequence[str], references) -> dict:
-    """accuracy (stripped strings equal), exact_match and token_f1 (SQuAD), x100, best over references."""
+    """accuracy (stripped strings equal), exact_match and token_f1 (SQuAD), x100, best over the
+    references as SQuAD v2.0 counts them (`gold_answers`)."""
     streams = _ref_streams(predictions, references)
     acc = em = f1 = 0.0
     for i, pred in enumerate(predictions):
-        refs = [s[i] for s in streams]
+        refs = gold_answers([s[i] for s in streams])
         acc += any(pred.strip() == r.strip() for r in refs)
         em += any(normalize_answer(pred) == normalize_answer(r) for r in refs)
         f1 += max(token_f1(pred, r) for r in refs)

@@ -110,6 +110,7 @@ class SequenceClassification(LabelledTask):
     def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
         if recipe.task_config.padding_side:
             tokenizer.padding_side = recipe.task_config.padding_side
+            tokenizer.init_kwargs["padding_side"] = recipe.task_config.padding_side  # saved with the run
 
     def prepare(self, recipe: "Recipe", tokenizer, model, records, seed: int) -> Prepared:
         cfg = recipe.task_config

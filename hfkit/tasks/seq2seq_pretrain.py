@@ -185,7 +185,9 @@ class DenoisingCollator(NoisingCollator):
         c = self.cfg
         noised, _ = bart_noise(ids, self.mask, self.is_end, c.mask_ratio, c.poisson_lambda, c.permute_sentences,
                                c.deletion_ratio)
-        return [self.bos, *noised[: self.max_length - 2], self.eos], [self.bos, *ids, self.eos]
+        # never longer than the block: bart_noise keeps insertions within the tokens its masks free
+        assert len(noised) <= len(ids) <= self.max_length - 2, (len(noised), len(ids))
+        return [self.bos, *noised, self.eos], [self.bos, *ids, self.eos]
 
 
 @register
