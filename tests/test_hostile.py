@@ -527,3 +527,39 @@ def test_a_classifiers_padding_side_is_saved_with_its_tokenizer(tmp_path):
                                       "classification.padding_side=left", f"output_dir={tmp_path / 'run'}",
                                       "save_strategy=no", "load_best_model_at_end=false"], quiet=True)
     assert AutoTokenizer.from_pretrained(tmp_path / "run").padding_side == "left"
+
+
+# ----------------------------------------------------------------------------- 2. rag index reads the corpus as training does
+
+@pytest.mark.parametrize("case, message", [
+    ("symlink", "a symlink out of the folder"),
+    ("binary", "a binary file, not text"),
+    ("latin1", "not UTF-8 text"),
+    ("number", "field 'text' of record 1 is not text"),
+])
+def test_rag_index_and_train_refuse_the_same_corpus_files(case, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text("A perfectly ordinary document about Python generators and yield. " * 5)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("my private notes, outside the corpus folder")
+    if case == "symlink":
+        (corpus / "link.txt").symlink_to(secret)
+    elif case == "binary":
+        (corpus / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    elif case == "latin1":
+        (corpus / "old.txt").write_bytes("caf\xe9 cr\xe8me, an old encoding ".encode("latin-1") * 5)
+    else:
+        corpus = tmp_path / "records.jsonl"
+        corpus.write_text(json.dumps({"text": "a fine document about things"}) + "\n" + json.dumps({"text": 42}) + "\n")
+    before = files(tmp_path)
+    rc, _, err = cli(capsys, "rag", "index", corpus, "--out", tmp_path / "idx")
+    assert rc == 2
+    one_line(err, message)
+    kind = "json" if case == "number" else "text"
+    rc, _, err2 = cli(capsys, "train", "clm_pretrain", "output_dir=run", "data.validation_fraction=0",
+                      f"data.sources=[{{kind: {kind}, path: {corpus}}}]", "data.min_chars=1")
+    assert rc == 2
+    one_line(err2, message)
+    assert files(tmp_path) == before and not (tmp_path / "idx").exists() and not (tmp_path / "run").exists()

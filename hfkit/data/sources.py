@@ -102,15 +102,38 @@ def source_label(src: SourceConfig) -> str:
 
 
 def _files(src: SourceConfig) -> list[str]:
+    """The files of a file source: a glob's matches, a folder's own files of the source's kind (a
+    symlink that leads out of the folder is refused: hfkit reads, and an index stores, only what the
+    folder holds), or the file itself."""
     p = src.path
     if any(c in p for c in "*?["):
         files = sorted(glob.glob(p, recursive=True))
     elif os.path.isdir(p):
         exts = {k for k, v in _EXT_KIND.items() if v == src.kind}
-        files = sorted(str(f) for f in Path(p).rglob("*") if f.is_file() and f.suffix in exts)
+        root = Path(p).resolve()
+        files = []
+        for f in sorted(Path(p).rglob("*")):
+            if not (f.is_file() and f.suffix in exts):
+                continue
+            target = f.resolve()
+            if root not in target.parents:
+                raise HfkitError(f"{f}: a symlink out of the folder '{p}' (to {target}): hfkit reads only the folder's "
+                                 f"own files; copy it in, or name the file itself")
+            files.append(str(f))
     else:
         files = [p]
     return [f for f in files if os.path.isfile(f)]
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """A text document as training reads it: UTF-8, and text (a NUL byte marks a binary file)."""
+    data = Path(path).read_bytes()
+    if b"\x00" in data:
+        raise HfkitError(f"{path}: a binary file, not text (NUL bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise HfkitError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
 def check_source(src: SourceConfig, key: str) -> None:
@@ -283,13 +306,10 @@ def _load_local(src: SourceConfig, files: list[str]) -> Dataset:
         return load_dataset(builder, data_files=files, split="train", **kwargs)
     except Exception as e:  # datasets wraps parse errors in several types; find the culprit ourselves
         for f in files:
-            try:
-                if src.kind == "json" and (msg := _first_bad_json_line(f)):
-                    raise HfkitError(msg) from None
-                if src.kind in ("text", "json", "csv"):
-                    Path(f).read_text(encoding="utf-8")
-            except UnicodeDecodeError as ue:
-                raise HfkitError(f"{f}: not UTF-8 text (byte {ue.start})") from None
+            if src.kind in ("text", "json", "csv"):
+                read_text_file(f)  # binary, or not UTF-8: named as `rag index` names it
+            if src.kind == "json" and (msg := _first_bad_json_line(f)):
+                raise HfkitError(msg) from None
         if os.path.getsize(files[0]) == 0:
             raise HfkitError(f"{files[0]}: file is empty") from None
         while e.__cause__ is not None and "error occurred while generating" in str(e):

@@ -68,19 +68,20 @@ def corpus_documents(spec: str, text_field: str = "text", source_field: str | No
     from ..data.sources import check_source
 
     check_source(src, "corpus")
-    if src.kind == "text":
-        src.sample_by = "document"
-        from ..data.sources import _files
+    if src.kind == "text":  # one document per file, read by training's rules (UTF-8 text, the folder's own files)
+        from ..data.sources import _files, read_text_file
 
-        files = _files(src)
-        docs = [(f, Path(f).read_text(encoding="utf-8", errors="replace")) for f in files]
+        docs = [(f, read_text_file(f)) for f in _files(src)]
     else:
         ds = load_records(src)
         if text_field not in ds.column_names:
             raise HfkitError(f"{spec}: no field '{text_field}' (columns: {', '.join(ds.column_names)}; --text-field)")
         if source_field and source_field not in ds.column_names:
             raise HfkitError(f"{spec}: no field '{source_field}' (columns: {', '.join(ds.column_names)})")
-        docs = [(str(r[source_field]) if source_field else f"{Path(spec).name}#{i + 1}", str(r[text_field] or ""))
+        bad = next((i for i, t in enumerate(ds[text_field]) if t is not None and not isinstance(t, str)), None)
+        if bad is not None:  # as training: every record's text is text
+            raise HfkitError(f"{spec}: field '{text_field}' of record {bad} is not text")
+        docs = [(str(r[source_field]) if source_field else f"{Path(spec).name}#{i + 1}", r[text_field] or "")
                 for i, r in enumerate(ds)]
     docs = [(s, t) for s, t in docs if t.strip()]
     if not docs:
