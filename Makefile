@@ -20,6 +20,7 @@ demo: install
 	$(VENV)/bin/hfkit train clm_pretrain overwrite_output_dir=true
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: install

@@ -32,7 +32,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
     from hfkit.data.tokenizer import train_tokenizer
     from hfkit.inference.generation import generate
     from hfkit.inference.scoring import perplexity

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_corpus(path: Path, mb: int) -> int:
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
 
     docs = default_corpus_documents()
     size, copy = 0, 0
@@ -103,7 +103,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.corpus, args.tokenizer, args.block_size)))
         return
 
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
     from hfkit.data.tokenizer import train_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:

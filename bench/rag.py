@@ -73,7 +73,7 @@ def main() -> None:
     if not gen.exists():
         print(f"\n(no generator at {gen}: run `make demo` for the perplexity comparison)")
     else:
-        from hfkit.data.sources import pydoc_instructions
+        from hfkit.data.pydoc import pydoc_instructions
         from hfkit.data.tokenizer import load_tokenizer
         from hfkit.inference.scoring import loglikelihoods
         from hfkit.models import load_model

@@ -1,11 +1,11 @@
 """hfkit: train, adapt and evaluate language models on the Hugging Face stack by running recipes."""
 from .errors import HfkitError
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 # public name -> the module that defines it; imported on first use, so `import hfkit` stays light
 _API = {
-    "train": "run", "prepare_data": "run",
+    "train": "sweep", "prepare_data": "job",
     "load_recipe": "recipe",
     "perplexity": "inference.scoring", "conditional_perplexity": "inference.scoring",
     "generate": "inference.generation",

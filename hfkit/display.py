@@ -40,6 +40,21 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """Write a matplotlib figure as a PNG atomically (a hidden sibling, then renamed), signed as
+    hfkit's (PNG metadata Software: hfkit, so a later run may replace it), and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, metadata={"Software": "hfkit"}, **savefig_kwargs)
+    finally:
+        plt.close(fig)
+    os.replace(tmp, path)
+
+
 def plot_loss(log_history: list[dict], path: str | os.PathLike, eval_before: dict | None = None) -> None:
     """Training and validation loss against the step, written atomically to `path`.
 
@@ -63,8 +78,4 @@ def plot_loss(log_history: list[dict], path: str | os.PathLike, eval_before: dic
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

@@ -57,9 +57,10 @@ def write_jsonl(path: str | os.PathLike, rows) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
 
-def read_jsonl_objects(path: str | os.PathLike, what: str) -> list[tuple[int, dict]]:
+def read_jsonl_objects(path: str | os.PathLike, what: str, text: bool = False) -> list[tuple[int, dict | str]]:
     """(line number, object) of every non-blank line of a JSONL file; one line naming the file and
-    line for a missing file, text that is not UTF-8, a line that does not parse or is not an object."""
+    line for a missing file, text that is not UTF-8, a line that does not parse or is not an object
+    (or, with `text`, a string)."""
     from .errors import HfkitError
 
     p = Path(path)
@@ -77,8 +78,8 @@ def read_jsonl_objects(path: str | os.PathLike, what: str) -> list[tuple[int, di
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise HfkitError(f"{p} line {n}: invalid JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise HfkitError(f"{p} line {n}: expected a JSON object")
+        if not isinstance(obj, (dict, str) if text else dict):
+            raise HfkitError(f"{p} line {n}: expected a JSON object{' or string' if text else ''}")
         out.append((n, obj))
     return out
 

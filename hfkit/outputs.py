@@ -13,16 +13,19 @@ hfkit's mark), or when the user passes --overwrite; never over one of the comman
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fnmatch
 import json
 import os
 import shutil
+import signal
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HfkitError
+from .errors import HfkitError, Interrupted
 
 MARKER = ".hfkit.json"
 LOCK = ".hfkit.lock"
@@ -114,6 +117,9 @@ class OutputPlan:
     mode: str  # new | resume | replace
     existed: bool  # the final folder existed (empty, or the run resumed/replaced)
     info: dict = field(default_factory=dict)  # written into the marker
+    previous: dict | None = None  # the marker of the run resumed, as it was before this command
+    changed: bool = False  # this command has written into a resumed run (its marker aside)
+    done: dict = field(default_factory=dict)  # what the work ended at, written into the marker at finish
 
     @property
     def workdir(self) -> Path:
@@ -183,6 +189,8 @@ def begin(plan: OutputPlan, **info) -> None:
     if plan.mode == "replace" and work.exists() and not plan.info.get("resume_staging"):
         _remove_own(work)  # debris of an earlier replacement that did not finish
     work.mkdir(parents=True, exist_ok=True)
+    if plan.mode == "resume":
+        plan.previous = read_marker(work)
     write_marker(work, plan.kind, state="running", hfkit=_version(), started=_now(), **info)
 
 
@@ -201,18 +209,91 @@ def finish(plan: OutputPlan, **info) -> None:
     _remove_own(old)
 
 
-def abort(plan: OutputPlan) -> None:
+def abort(plan: OutputPlan) -> bool:
     """After a failure: remove what this command wrote unless it is a checkpoint to resume from.
-    An earlier run (resumed or being replaced) is left as it was."""
+    An earlier run (resumed or being replaced) is left as it was: a resumed run this command never
+    wrote into gets its marker back as it was; a folder kept to resume is marked `interrupted`
+    (never left `running`). Returns whether the work folder is kept."""
     work = plan.workdir
-    if plan.mode == "resume" or not work.exists() or any(work.glob("checkpoint-*")) or read_marker(work) is None:
-        return  # (no marker: this run never got to write anything there)
+    if not work.exists() or read_marker(work) is None:
+        return False  # this run never got to write anything there
+    if plan.mode == "resume" and not plan.changed and plan.previous is not None:
+        from .io import write_json
+
+        write_json(work / MARKER, plan.previous)
+        return True
+    if plan.mode == "resume" or any(work.glob("checkpoint-*")):
+        write_marker(work, plan.kind, state="interrupted", stopped=_now())
+        return True
     if plan.mode == "new" and plan.existed:  # the user's empty folder: empty it again
         for entry in os.listdir(work):
             p = work / entry
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        return
+        return False
     _remove_own(work)
+    return False
+
+
+class _Signalled(BaseException):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM/SIGINT raise inside the block (where nothing else handles them), so that it ends
+    through its failure path."""
+    def handler(signum, frame):
+        raise _Signalled(signum)
+
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, h in saved.items():
+            signal.signal(sig, h)
+
+
+@contextlib.contextmanager
+def claim(plan: OutputPlan, what: str, resume_hint: str, after_move=None, **marker):
+    """The output folder for the life of a command, as one step: locked (by rank 0 of a launched
+    run; the other ranks write where the plan says), begun (marked `running`, with `marker`); when
+    the block ends, finished (marked with `plan.done`; a replacement swapped in, then
+    `after_move(final, staging)`); when it fails, aborted (debris removed, a folder kept to resume
+    marked `interrupted`, a resumed run this command never wrote into as it was). SIGTERM and
+    SIGINT stop the block through that path: Interrupted, saying what was kept."""
+    from .io import is_main_rank
+
+    main = is_main_rank()
+    lock = None
+    if main:
+        plan.final.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(plan.final, what)
+    try:
+        with _signals_raise():
+            if main:
+                begin(plan, **marker)
+            yield plan
+            if main:
+                finish(plan, **plan.done)
+                if plan.mode == "replace" and after_move is not None:
+                    after_move(plan.final, plan.workdir)
+    except BaseException as e:
+        kept = abort(plan) if main else True  # checkpoints stay to resume; a new folder without one is debris
+        if isinstance(e, _Signalled):
+            if kept and plan.mode != "replace":
+                left = f"'{plan.final}' is kept, marked interrupted; {resume_hint}"
+            else:
+                left = "nothing of it was kept" + (", the earlier output is as it was" if plan.mode != "new" else "")
+            raise Interrupted(f"interrupted by {signal.Signals(e.signum).name} before it was finished: {left}",
+                              128 + e.signum) from None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _remove_own(folder: Path) -> None:
@@ -223,7 +304,7 @@ def _remove_own(folder: Path) -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 
@@ -261,13 +342,35 @@ def write_folder(dest: str | os.PathLike, kind: str, what: str, write, overwrite
     return final
 
 
+# ----------------------------------------------------------------------------- a run's README.md
+
+CARD_MARK = "<!-- model card written by hfkit -->"
+# huggingface_hub's empty model-card template, which peft's `save_pretrained` fills in next to an adapter
+_TEMPLATE_STUB = "<!-- Provide a quick summary of what the model is/does. -->"
+
+
+def replaceable_card(text: str) -> bool:
+    """A README.md hfkit may replace: its own card, or the stub peft wrote during hfkit's run."""
+    return CARD_MARK in text or (_TEMPLATE_STUB in text and "library_name: peft" in text)
+
+
+def drop_library_card(folder: Path) -> None:
+    """peft's `save_pretrained` writes a README.md stub naming the local base folder; a run's card is
+    written by `hfkit push` (from the recipe and metrics), so the stub is not left in the run."""
+    card = Path(folder) / "README.md"
+    if card.is_file() and (Path(folder) / "adapter_config.json").is_file():
+        text = card.read_text(encoding="utf-8", errors="replace")
+        if replaceable_card(text) and CARD_MARK not in text:
+            card.unlink()  # huggingface_hub's empty template, as peft fills it in
+
+
 # ----------------------------------------------------------------------------- the lock
 
 
 class FolderLock:
     """An exclusive lock on a folder for the life of this process (flock on `.hfkit.lock`)."""
 
-    def __init__(self, folder: Path, what: str):
+    def __init__(self, folder: Path, what: str, record: bool = True):
         import fcntl
 
         self.path = Path(folder) / LOCK
@@ -279,6 +382,9 @@ class FolderLock:
             os.close(self.fd)
             raise HfkitError(f"{what} '{folder}' is in use by another hfkit run ({holder}): "
                              f"wait for it to finish, or choose another folder") from None
+        self.record = record
+        if not record:
+            return
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"pid {os.getpid()} on {socket.gethostname()}, since {_now()}\n".encode(), 0)
 
@@ -286,6 +392,8 @@ class FolderLock:
         import fcntl
 
         if self.fd is not None:
+            if self.record:
+                os.ftruncate(self.fd, 0)  # the holder is named only while it holds the folder
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
@@ -294,7 +402,7 @@ class FolderLock:
 def check_unlocked(folder: Path, what: str) -> None:
     """Fail now if a run holds `folder` (the lock is taken and given back at once)."""
     if (Path(folder) / LOCK).is_file():
-        FolderLock(folder, what).release()
+        FolderLock(folder, what, record=False).release()
 
 
 # ----------------------------------------------------------------------------- files

@@ -13,89 +13,25 @@ import dataclasses
 import re
 import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .adapters import AdapterConfig
-from .data.corpus import DataConfig
-from .data.tokenizer import TokenizerConfig
 from .errors import HfkitError
-from .evaluation.during_training import EvalConfig
-from .hub import check_model_ref
-from .inference.generation import GenerateConfig
-from .models import ModelConfig, preset_positions
+from .hub import RECIPES, check_model_ref
+from .models import preset_positions
 from .schema import build_dataclass, coerce, Mismatch, type_name, unknown_key, refuse_non_finite, yaml_load, YamlTooLarge
+from .sections import SECTIONS, Recipe, plain  # noqa: F401 (the recipe as data, re-exported)
 from .tasks import DEFAULT_TASK, TASKS, Task, get_task
 from .training.arguments import take_secrets, validate_training_args
 
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+RECIPES_DIR = RECIPES
 
 # Bare override keys every recipe accepts, mapped to where they live (other bare
 # TrainingArguments names work too, see _canonical_key).
 ALIASES = {"output_dir": "training.output_dir", "max_steps": "training.max_steps"}
 # the sections every recipe has, in workflow order, and the class that owns each
-SECTIONS: dict[str, type | None] = {"model": ModelConfig, "tokenizer": TokenizerConfig, "data": DataConfig,
-                                    "adapter": AdapterConfig, "training": None, "generate": GenerateConfig,
-                                    "eval": EvalConfig}
-
-
-@dataclass
-class Recipe:
-    task: str = DEFAULT_TASK
-    description: str = ""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    training: dict = field(default_factory=dict)  # transformers.TrainingArguments fields
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    task_config: Any = None  # the task's own section (`sft:`, `mlm:`), written under the task's section name
-
-    @property
-    def seed(self) -> int:
-        from .training.arguments import TRAINING_DEFAULTS
-
-        return self.training.get("seed", TRAINING_DEFAULTS["seed"])
-
-    def to_dict(self) -> dict:
-        """The resolved recipe as plain data, loadable again with `load_recipe`."""
-        task = get_task(self.task)
-        out: dict = {"task": self.task, "description": self.description}
-        for name in ("model", "tokenizer", "data"):
-            out[name] = plain(getattr(self, name))
-        if task.section:
-            out[task.section] = plain(self.task_config)
-        for name in ("adapter", "training", "generate", "eval"):
-            out[name] = plain(getattr(self, name))
-        return out
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-
-
-def plain(obj: Any) -> Any:
-    """Dataclasses as dicts (recursively); a class's EXTRA_FIELD keys go back to the top level."""
-    if dataclasses.is_dataclass(obj):
-        out = {}
-        extra_field = getattr(type(obj), "EXTRA_FIELD", None)
-        for f in dataclasses.fields(obj):
-            value = plain(getattr(obj, f.name))
-            if f.name == extra_field:
-                out.update(value)
-            else:
-                out[f.name] = value
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items()}
-    return obj
-
-
 # ----------------------------------------------------------------------------- finding and reading recipe files
 
 
@@ -169,6 +105,22 @@ def _read_tree(p: Path, seen: set[Path]) -> dict:
     if isinstance(adapter, dict) and "method" in adapter:  # the base's fields of another method are not this one's
         _switch_adapter(base_tree, adapter["method"], set(adapter))
     return deep_merge(base_tree, tree)
+
+
+def _switch_source_kind(tree: dict, index: int, kind: Any, given: set[str]) -> None:
+    """Source `index` of `tree` as a source of `kind`: the fields the old kind had and the new one
+    lacks are dropped (they configured what is no longer read, as the one-size source config ignored
+    them before each kind had its own); fields given with the new kind are kept, and checked."""
+    from .data.sources import KINDS
+
+    sources = (tree.get("data") or {}).get("sources") if isinstance(tree.get("data"), dict) else None
+    if not isinstance(sources, list) or not 0 <= index < len(sources) or not isinstance(sources[index], dict):
+        return
+    old = sources[index]
+    if kind not in KINDS or old.get("kind", "default") == kind:
+        return
+    keep = {f.name for f in dataclasses.fields(KINDS[kind])} | given
+    sources[index] = {k: v for k, v in old.items() if k in keep}
 
 
 def _switch_adapter(tree: dict, method: Any, given: set[str]) -> None:
@@ -284,6 +236,11 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
     given = {_canonical_key(k): v for k, v in parse_overrides(overrides).items()}
     if "adapter.method" in given:  # the recipe's fields of another method are not the new one's
         _switch_adapter(tree, given["adapter.method"], {k.split(".", 1)[1] for k in given if k.startswith("adapter.")})
+    for key, kind in given.items():  # likewise a source whose kind changes keeps only the new kind's fields
+        m = re.fullmatch(r"data\.sources\.(\d+)\.kind", key)
+        if m:
+            _switch_source_kind(tree, int(m.group(1)), kind,
+                                {k.rsplit(".", 1)[1] for k in given if k.startswith(f"data.sources.{m.group(1)}.")})
     for key, value in given.items():
         _set_dotted(tree, key, value)
     tree.pop("base", None)  # `base` in an override has no file to be relative to
@@ -349,10 +306,23 @@ def build_recipe(tree: dict) -> Recipe:
                          f"{kwargs['training']!r}")
     if task.section and "task_config" not in kwargs:
         kwargs["task_config"] = build_dataclass(task.config_class, {}, task.section)
-    recipe = Recipe(**kwargs)
+    recipe = Recipe(**kwargs, task_section=task.section)
     recipe.training = validate_training_args(recipe.training)
     _check_recipe(recipe, task)
     return recipe
+
+
+def saved_recipe(folder: str | Path) -> dict:
+    """A run's saved recipe (`recipe.yaml`: resolved, every field written) as plain data, without
+    building it (a run's data may have moved since, an older hfkit may have written it); {} when the
+    folder has none or it cannot be read. The one reader for what describes a run (the model card,
+    `hfkit push`, `hfkit eval`); `load_run_recipe` builds and checks it."""
+    saved = Path(folder) / "recipe.yaml"
+    try:
+        tree = yaml_load(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
+    except (OSError, ValueError, yaml.YAMLError, YamlTooLarge):
+        return {}
+    return tree if isinstance(tree, dict) else {}
 
 
 def load_run_recipe(folder: str | Path) -> Recipe | None:

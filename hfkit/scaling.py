@@ -190,7 +190,7 @@ def points(path: str | Path) -> list[dict]:
 
 
 def fit_report(path: str | Path, delta: float = 1e-3, holdout: list[str] | None = None, progress: bool = False) -> dict:
-    from . import __version__
+    from .version import __version__
 
     pts = points(path)
     held = [p for p in pts if p["run"] in (holdout or [])]
@@ -210,7 +210,7 @@ def fit_report(path: str | Path, delta: float = 1e-3, holdout: list[str] | None 
 def plot_fit(report: dict, path: Path) -> None:
     """Measured loss vs training FLOPs, one colour per model size, with the fitted law's frontier
     (the loss of the compute-optimal N at each budget)."""
-    import os
+    from .display import save_figure
 
     import matplotlib
 
@@ -238,7 +238,4 @@ def plot_fit(report: dict, path: Path) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, metadata={"Software": "hfkit"})
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

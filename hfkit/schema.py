@@ -218,7 +218,8 @@ def unknown_key(key: str, known: typing.Iterable[str], where: str, renamed: dict
 def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
     """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types by dotted name.
 
-    A class may declare `RENAMED = {old: new or (new, note)}` (old keys get a 'did you mean'), and `EXTRA_FIELD =
+    A class with `variant(data, key)` is a tagged union: it names the subclass to build (data sources
+    by `kind`), and `drop_unset_legacy(data)` what older saved recipes may still list. A class may declare `RENAMED = {old: new or (new, note)}` (old keys get a 'did you mean'), and `EXTRA_FIELD =
     "name"`: a dict field that collects the keys the class does not know, for a library's config
     class to check (see `hfkit.adapters`). `validate(self, prefix)`, if defined, runs last."""
     where = prefix or "recipe"
@@ -226,6 +227,9 @@ def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise HfkitError(f"recipe key '{where}' must be a mapping, got {type(data).__name__}")
+    if hasattr(cls, "variant"):  # a tagged union (data sources by `kind`): the class the mapping names
+        cls = cls.variant(data, where)
+        data = cls.drop_unset_legacy(data)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     extra_field = getattr(cls, "EXTRA_FIELD", None)

@@ -125,10 +125,22 @@ def _check_grid(cfg: SweepConfig) -> dict:
     return cfg.grid
 
 
+def train(recipe, overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
+    """`hfkit.train`: a recipe of one run (hfkit.run.train: its metrics), or a sweep of runs (each run
+    trained in turn: their comparison)."""
+    from .run import train as train_one
+
+    if is_sweep(recipe):  # (a Recipe object is one run)
+        return train_sweep(recipe, overrides, quiet)
+    return train_one(recipe, overrides, quiet)
+
+
 def train_sweep(path, overrides: list[str] | dict | None = None, quiet: bool = False) -> dict:
     """Run every run of a sweep recipe that has not finished yet; returns (and writes) the comparison."""
-    from . import __version__, outputs
-    from .run import output_plan, preflight, train
+    from . import outputs
+    from .version import __version__
+    from .job import output_plan, preflight
+    from .run import train
     from .tasks import get_task
 
     out, cfg, runs = load_sweep(path, overrides)
@@ -232,7 +244,7 @@ def row(metrics: dict) -> dict:
 
 def comparison(runs: list[SweepRun], results: dict, baseline: dict) -> dict:
     """Rows of the runs done so far; `vs_baseline`: the baseline's perplexity / this run's (> 1: better)."""
-    from . import __version__
+    from .version import __version__
 
     rows = []
     for run in runs:
@@ -285,7 +297,7 @@ def write_comparison(report: dict, out: Path) -> None:
 
 def plot_comparison(report: dict, path: Path) -> None:
     """Bits per character (or validation perplexity) of every run, one bar group per first-axis choice."""
-    import os
+    from .display import save_figure
 
     import matplotlib
 
@@ -321,10 +333,7 @@ def plot_comparison(report: dict, path: Path) -> None:
         ax.legend(title=axes[0] if groups != [None] else None, fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, metadata={"Software": "hfkit"})
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def print_comparison(report: dict) -> None:

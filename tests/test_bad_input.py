@@ -121,7 +121,7 @@ CASES = [
     (["train", "clm_pretrain", "model.attn_implementation=flash_attention_2"], "FlashAttention2", "{d}/out"),
     (["train", "clm_pretrain", "training.deepspeed={d}/ds.json"], "needs the deepspeed package", "{d}/out"),
     (["train", "clm_pretrain", "generate.max_new_tokens=0"], "'generate.max_new_tokens' must be >= 1", "{d}/out"),
-    (["train", "clm_pretrain", "generate.do_sample=true", "generate.temperature=0"], "temperature must be > 0",
+    (["train", "clm_pretrain", "generate.do_sample=true", "generate.temperature=0"], "'generate.temperature' must be > 0, got 0.0",
      "{d}/out"),
     (["train", "clm_pretrain", "data.sources.0.kind=json", "data.sources.0.path={d}/late_int.jsonl"],
      "field 'text' of record 1499 is not text", "{d}/out"),
@@ -224,7 +224,7 @@ CASES = [
     (["scaling", "sweep", "clm_pretrain", "--sizes", "32x1", "--tokens", "lots"], "--tokens: 'lots' is not a number",
      None),
     (["scaling", "sweep", "compare_lms", "--sizes", "32x1", "--tokens", "1k"], "is already a sweep", None),
-    (["scaling", "plan", "--flops", "-5"], "--flops must be a positive number", None),
+    (["scaling", "plan", "--flops", "-5"], "--flops: must be > 0, got -5.0", None),
     (["scaling", "plan", "--flops", "1e20", "--fit", "{d}/preds.txt"], "not a scaling_fit.json", None),
     (["scaling", "fit", "{d}/not_a_model"], "not a sweep's comparison table", "{d}/not_a_model/scaling_fit.png"),
     # hub import / push / merge

@@ -91,7 +91,7 @@ def test_recipes_lists_shipped_recipes(capsys):
     assert rc == 0 and "clm_pretrain" in json.loads(out)
     listed = json.loads(out)["clm_pretrain"]
     assert listed["description"].startswith("Pretrain") and listed["task"] == "clm"
-    assert listed["path"].endswith("hfkit/recipes/clm_pretrain.yaml")
+    assert listed["path"].endswith("recipes/clm_pretrain.yaml")
 
 
 def test_eval_and_generate_commands(tiny_run, tmp_path, capsys):

@@ -7,16 +7,17 @@ from datasets import Dataset
 
 from hfkit.data.corpus import build_corpus, deduplicate, normalize_text, sample_mixture, split_indices
 from hfkit.data.packing import pack_sequences, packed_lm_collator, tokenize_documents
-from hfkit.data.sources import load_source, source_from_spec
+from hfkit.data.catalog import source_from_spec
+from hfkit.data.sources import load_source
 from hfkit.data.tokenizer import train_tokenizer
 from hfkit.errors import HfkitError
 from hfkit.data.corpus import DataConfig
-from hfkit.data.sources import SourceConfig
+from hfkit.data.catalog import make_source as SourceConfig
 
 
 @pytest.fixture(scope="module")
 def tok():
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
 
     return train_tokenizer(default_corpus_documents(), "bpe", 500)
 

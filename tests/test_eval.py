@@ -22,7 +22,7 @@ def run(argv, capsys):
 def text_files(tmp_path_factory):
     """References: real sentences of the built-in corpus; predictions: the same sentences with words
     dropped, swapped and replaced (deterministically), plus a second reference set."""
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
 
     d = tmp_path_factory.mktemp("text")
     sents = [s.strip() for doc in default_corpus_documents()[:60] for s in " ".join(doc.split()).split(". ")
@@ -126,7 +126,7 @@ def test_metrics_as_evaluate_modules_offline(text_files):
 def _mc_task(path: Path, n: int = 24, seed: int = 0) -> list[dict]:
     """Multiple choice from real text: which continuation follows this opening? (the true one vs three
     continuations of other sections of the built-in corpus)."""
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
 
     docs = [d.split() for d in default_corpus_documents() if len(d.split()) > 40][:n + 10]
     rng = random.Random(seed)

@@ -212,7 +212,7 @@ def test_gettext_labelled_sets_split_by_catalog_and_pair_negatives_are_real_tran
     from hfkit.data.corpus import DataConfig
     from hfkit.data.gettext_pairs import pair_match_records
     from hfkit.data.records import load_labelled_records
-    from hfkit.data.sources import SourceConfig
+    from hfkit.data.catalog import make_source as SourceConfig
 
     data = DataConfig(sources=[SourceConfig(kind="gettext_language", languages=["de", "fr"], max_records=300)],
                       validation_fraction=0.2)
@@ -261,7 +261,7 @@ def test_selective_and_lora_fine_tuning_keep_the_new_head_trainable(tmp_path):
 
     import hfkit
     from hfkit.recipe import load_recipe
-    from hfkit.run import assemble
+    from hfkit.job import assemble
 
     tiny = TINY_MODEL + ["model.name_or_path=null", "model.architecture=bert", "tokenizer.kind=wordpiece",
                          "data.sources.0.max_records=40", f"output_dir={tmp_path / 'sel'}"]
@@ -294,7 +294,7 @@ def test_hub_style_class_label_columns_become_label_names(tmp_path):
 
     from hfkit.data.corpus import DataConfig
     from hfkit.data.records import load_labelled_records
-    from hfkit.data.sources import SourceConfig
+    from hfkit.data.catalog import make_source as SourceConfig
 
     features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=["O", "B-PER"])),
                          "label": ClassLabel(names=["neg", "pos"])})

@@ -73,6 +73,82 @@ training: {{output_dir: {tmp_path / 'run'}}}
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "run").exists()
 
 
+# ----------------------------------------------------------------------------- 3. resuming a finished run
+
+def _marker(run: Path) -> dict:
+    return json.loads((run / ".hfkit.json").read_text())
+
+
+def _last_step(run: Path) -> int:
+    return max(json.loads(ln)["step"] for ln in (run / "log.jsonl").read_text().splitlines() if '"step"' in ln)
+
+
+def test_resuming_a_finished_run_is_a_no_op_unless_more_steps_are_asked(tmp_path, capsys):
+    from conftest import TINY_MODEL
+
+    run = tmp_path / "run"
+    base = ["train", "clm_pretrain", *TINY_MODEL, f"output_dir={run}", "save_strategy=steps", "save_steps=2"]
+    assert cli(capsys, *base, "max_steps=4")[0] == 0
+    assert _marker(run)["state"] == "finished" and _marker(run)["global_step"] == 4
+    before = files(run)
+    for _ in range(2):  # asked again and again: never a step past max_steps
+        rc, out, err = cli(capsys, *base, "max_steps=4", "resume_from_checkpoint=auto")
+        assert rc == 0 and "is a finished run (4 steps, max_steps=4 asked): nothing to resume" in err, err
+        assert files(run) == before
+    # another model size: its checkpoints are not this model's; refused, the run (and its marker) as it was
+    rc, _, err = cli(capsys, *base, "max_steps=6", "resume_from_checkpoint=auto", "model.hidden_size=48")
+    assert rc == 2
+    one_line(err, "no checkpoint", "can be resumed", "different model")
+    assert files(run) == before and _marker(run)["state"] == "finished"
+    # more steps asked: continued from checkpoint-4 up to 6, then finished (and a no-op again)
+    assert cli(capsys, *base, "max_steps=6", "resume_from_checkpoint=auto")[0] == 0
+    assert _last_step(run) == 6 and _marker(run)["state"] == "finished" and _marker(run)["global_step"] == 6
+    rc, _, err = cli(capsys, *base, "max_steps=6", "resume_from_checkpoint=auto")
+    assert rc == 0 and "nothing to resume" in err and _last_step(run) == 6
+
+
+def test_resuming_a_finished_run_without_checkpoints_never_replaces_it(tmp_path, capsys):
+    from conftest import TINY_MODEL
+
+    run = tmp_path / "run"
+    base = ["train", "clm_pretrain", *TINY_MODEL, f"output_dir={run}", "max_steps=3"]  # save_strategy=no
+    assert cli(capsys, *base)[0] == 0
+    before = files(run)
+    rc, _, err = cli(capsys, *base, "resume_from_checkpoint=auto", "model.hidden_size=48")
+    assert rc == 0 and "nothing to resume" in err and files(run) == before
+    rc, _, err = cli(capsys, *base[:-1], "max_steps=5", "resume_from_checkpoint=auto", "model.hidden_size=48")
+    assert rc == 2
+    one_line(err, "is a finished run (3 steps, max_steps=5 asked) with no checkpoint to continue from",
+             "overwrite_output_dir=true")
+    assert files(run) == before and _marker(run)["state"] == "finished"
+
+
+@pytest.mark.parametrize("checkpoints", [True, False])
+def test_a_signal_after_training_says_so_and_leaves_a_true_state(checkpoints, tmp_path, capsys, monkeypatch):
+    import signal
+
+    import hfkit.job
+    from conftest import TINY_MODEL
+
+    def killed(job):  # SIGTERM arrives while the trained model writes its samples, after training
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("not stopped")
+
+    monkeypatch.setattr(hfkit.job.Job, "samples", killed)
+    run = tmp_path / "run"
+    saving = ["save_strategy=steps", "save_steps=2"] if checkpoints else []
+    rc, _, err = cli(capsys, "train", "clm_pretrain", *TINY_MODEL, *saving, f"output_dir={run}", "max_steps=2",
+                     "generate.prompts=[The]")
+    assert rc == 143 and "Traceback" not in err
+    line = [ln for ln in err.splitlines() if ln.startswith("hfkit: interrupted by SIGTERM")]
+    assert len(line) == 1, err
+    if checkpoints:  # kept to resume from, and marked for what it is
+        assert "is kept, marked interrupted; continue it with resume_from_checkpoint=auto" in line[0]
+        assert _marker(run)["state"] == "interrupted" and (run / "checkpoint-2").is_dir()
+    else:  # nothing to resume from: nothing left behind
+        assert "nothing of it was kept" in line[0] and not run.exists()
+
+
 # ----------------------------------------------------------------------------- 4. YAML alias bombs
 
 BOMB = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
@@ -498,7 +574,7 @@ def test_matching_scores_follow_squad_v2_for_empty_references():
 def test_bart_noise_never_grows_past_the_block_so_nothing_is_cut():
     import torch
 
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
     from hfkit.data.tokenizer import train_tokenizer
 
     tok = train_tokenizer(default_corpus_documents()[:200], "bpe", 500)

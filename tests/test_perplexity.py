@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hfkit.data.sources import default_corpus_documents
+from hfkit.data.pydoc import default_corpus_documents
 from hfkit.inference.scoring import conditional_perplexity, perplexity, sliding_windows
 
 TEXTS = default_corpus_documents()[100:103]

@@ -1,6 +1,7 @@
 """Preference tuning through TRL: the data formats, the gettext preference set, a reward model, DPO
 and GRPO, each checked against a figure computed here."""
 import json
+import re
 import subprocess
 import sys
 
@@ -145,7 +146,7 @@ def test_dpo_moves_the_chosen_rejected_log_ratio_the_right_way(tmp_path):
     import copy
 
     from hfkit.recipe import load_recipe
-    from hfkit.run import assemble
+    from hfkit.job import assemble
 
     path = _jsonl(tmp_path / "toy.jsonl", _toy_pairs())
     beta = 0.5
@@ -222,7 +223,7 @@ def test_shipped_reward_functions_score_against_the_reference():
 def test_on_policy_rejections_are_the_policys_worst_sample(tiny_run):
     from sacrebleu.metrics import CHRF
 
-    from hfkit.data.preferences import on_policy_rejections
+    from hfkit.tasks.preference import on_policy_rejections
 
     run, _ = tiny_run
     ds = gettext_preference_records("de", "/usr/share/locale", max_chars=20, max_records=12, seed=0)
@@ -285,7 +286,7 @@ def test_dpo_with_lora_uses_the_adapter_off_as_reference(tiny_run, tmp_path):
     """With a LoRA adapter TRL keeps no second model: the reference is the policy with its adapter
     disabled. Only the adapter trains; the margin moves the right way."""
     from hfkit.recipe import load_recipe
-    from hfkit.run import assemble
+    from hfkit.job import assemble
 
     run, _ = tiny_run
     path = _jsonl(tmp_path / "toy.jsonl", _toy_pairs())
@@ -309,7 +310,7 @@ def test_dpo_with_lora_uses_the_adapter_off_as_reference(tiny_run, tmp_path):
 def test_conversational_preferences_train_through_a_chat_template(tmp_path):
     """Conversational records: the tokenizer trained here gets ChatML (as sft does) before TRL renders them."""
     from hfkit.recipe import load_recipe
-    from hfkit.run import assemble
+    from hfkit.job import assemble
 
     rows = [{"prompt": [MSG("user", r["prompt"])], "chosen": [MSG("assistant", r["chosen"].strip())],
              "rejected": [MSG("assistant", r["rejected"].strip())]} for r in _toy_pairs(24)]
@@ -329,7 +330,7 @@ def test_conversational_preferences_train_through_a_chat_template(tmp_path):
 
 
 def test_on_policy_rejections_skip_empty_samples_and_the_reference(monkeypatch):
-    import hfkit.data.preferences as prefs
+    import hfkit.tasks.preference as prefs
     import hfkit.data.tokenizer as tk
     import hfkit.inference.generation as gen
     import hfkit.models as models
@@ -348,7 +349,7 @@ def test_on_policy_rejections_skip_empty_samples_and_the_reference(monkeypatch):
 
 def test_ipo_is_a_loss_setting_and_a_bad_one_fails_before_any_data(tmp_path):
     from hfkit.recipe import load_recipe
-    from hfkit.run import assemble
+    from hfkit.job import assemble
 
     path = _jsonl(tmp_path / "toy.jsonl", _toy_pairs(24))
     common = TINY + ["model.name_or_path=null", f"data.sources=[{{kind: json, path: {path}}}]", "eval.metrics=[]",
@@ -363,6 +364,44 @@ def test_ipo_is_a_loss_setting_and_a_bad_one_fails_before_any_data(tmp_path):
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "recipe key 'dpo.loss_type': unknown value 'orpo' (TRL's DPOConfig.loss_type: sigmoid, hinge, ipo" in p.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_trl_sections_take_every_trl_field_with_trls_defaults(tmp_path):
+    """dpo:, grpo: and reward: pass every field of TRL's config through (checked against its class, as
+    adapter: is against peft's), and what they declare has TRL's own defaults."""
+    import dataclasses
+
+    import trl
+
+    from hfkit.errors import HfkitError
+    from hfkit.job import assemble
+    from hfkit.recipe import load_recipe
+    from hfkit.tasks.preference import DpoSection, GrpoSection, RewardSection
+
+    for section, config in [(DpoSection, trl.DPOConfig), (GrpoSection, trl.GRPOConfig), (RewardSection, trl.RewardConfig)]:
+        theirs = {f.name: f for f in dataclasses.fields(config)}
+        for f in dataclasses.fields(section):
+            if f.name in section.HFKIT_FIELDS:
+                continue
+            mine = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            t = theirs[f.name]
+            assert mine == (t.default if t.default is not dataclasses.MISSING else t.default_factory()), f.name
+    path = _jsonl(tmp_path / "toy.jsonl", _toy_pairs(24))
+    common = TINY + ["model.name_or_path=null", f"data.sources=[{{kind: json, path: {path}}}]", "eval.metrics=[]",
+                     "max_steps=2", "per_device_train_batch_size=8", f"output_dir={tmp_path / 'run'}"]
+    recipe = load_recipe("dpo_translate", common + ["dpo.max_length=48", "dpo.truncation_mode=keep_end",
+                                                    "dpo.f_alpha_divergence_coef=0.5"])
+    assert recipe.task_config.options == {"truncation_mode": "keep_end", "f_alpha_divergence_coef": 0.5}
+    assert "truncation_mode: keep_end" in recipe.to_yaml()  # saved with the run as a field of the section
+    args = assemble(recipe).args
+    assert (args.truncation_mode, args.f_alpha_divergence_coef, args.max_length) == ("keep_end", 0.5, 48)
+    for override, message in [("dpo.learning_rate=1e-3", "'dpo.learning_rate' is a TrainingArguments field, for every "
+                                                         "task: set it as 'training.learning_rate'"),
+                              ("dpo.truncation_mod=keep_end", "unknown recipe key 'dpo.truncation_mod'"),
+                              ("dpo.f_alpha_divergence_coef=much", "recipe key 'dpo.f_alpha_divergence_coef' expects"),
+                              ("dpo.trust_remote_code=true", "how the model loads is the model section's")]:
+        with pytest.raises(HfkitError, match=re.escape(message)):
+            load_recipe("dpo_translate", common + [override])
 
 
 def test_dpo_translate_holds_out_exactly_the_pairs_sft_translate_held_out():

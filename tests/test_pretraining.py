@@ -13,7 +13,7 @@ from hfkit.cli import main
 
 @pytest.fixture(scope="module")
 def corpus():
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
 
     return default_corpus_documents()
 
@@ -246,7 +246,7 @@ def test_seq2seq_conditional_perplexity_scores_only_the_continuation(tok):
 def plain_tokenizers(tmp_path_factory, tok):
     """A saved tokenizer without sentinels, and one without a mask token."""
     from hfkit.data.tokenizer import train_tokenizer
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
 
     d = tmp_path_factory.mktemp("toks")
     plain = train_tokenizer(default_corpus_documents()[:50], "bpe", 400)

@@ -26,6 +26,8 @@ def test_resume_auto_is_bit_exact_and_skips_incomplete_checkpoints(tmp_path):
     part.mkdir()
     for f in ("recipe.yaml", ".hfkit.json"):
         shutil.copy(full / f, part / f)
+    marker = json.loads((part / ".hfkit.json").read_text())
+    (part / ".hfkit.json").write_text(json.dumps({**marker, "state": "running"}))  # as a killed run leaves it
     shutil.copytree(full / "checkpoint-15", part / "checkpoint-15")
     (part / "checkpoint-20").mkdir()
     shutil.copy(full / "checkpoint-15" / "model.safetensors", part / "checkpoint-20" / "model.safetensors")

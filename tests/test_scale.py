@@ -124,7 +124,7 @@ def test_launch_command_and_bad_launch_input(capsys, tmp_path):
     cmd = launch_command(args)
     assert cmd[cmd.index("--config_file") + 1].endswith("configs/accelerate/fsdp.yaml") and "--multi_gpu" not in cmd
     for argv, message in [(["--accelerate-config", "nope"], "no such file or shipped config: nope"),
-                          (["--num-processes", "0"], "--num-processes must be at least 1"),
+                          (["--num-processes", "0"], "--num-processes: must be >= 1, got 0"),
                           (["--num-processes", "2", "model.nope=1"], "unknown recipe key 'model.nope'")]:
         assert main(["train", "clm_pretrain", f"output_dir={tmp_path / 'run'}", *argv]) == 2  # runs/ may hold a demo
         err = capsys.readouterr().err
@@ -135,7 +135,7 @@ def test_mixed_precision_is_switched_from_the_recipe(tmp_path):
     """training.bf16=true reaches accelerate: the MLP of a block computes in bfloat16 under autocast
     (CPU autocast here), and float32 without it."""
     from hfkit.recipe import load_recipe
-    from hfkit.run import assemble
+    from hfkit.job import assemble
     from hfkit.training.trainer import HfkitTrainer
 
     for bf16, want in (("false", "float32"), ("true", "bfloat16")):

@@ -17,7 +17,7 @@ from hfkit.tasks.sft import SftConfig, TemplateConfig
 
 @pytest.fixture(scope="module")
 def tok():
-    from hfkit.data.sources import default_corpus_documents
+    from hfkit.data.pydoc import default_corpus_documents
 
     t = train_tokenizer(default_corpus_documents() + ["Guten Tag. Datei öffnen."], "bpe", 600)
     t.chat_template = CHATML_TEMPLATE
@@ -367,7 +367,7 @@ def test_the_sft_recipe_trains_on_best_fit_rows_and_reports_their_fill(tmp_path)
 
 def test_best_fit_rows_cut_the_filler_the_data_report_states(tmp_path):
     from conftest import TINY_MODEL
-    from hfkit.run import prepare_data
+    from hfkit.job import prepare_data
 
     over = [o for o in TINY_MODEL if not o.startswith(("data.block_size", "model.max_position"))]
     over += ["model.max_position_embeddings=512", "sft.max_length=512", f"output_dir={tmp_path / 'r'}"]

@@ -63,7 +63,7 @@ def test_a_character_tokenizers_chars_per_token_is_its_share_of_non_special_toke
     """bits/char = loss / ln 2 / (characters per scored token): for a character tokenizer, every scored
     token but the special ones (document ends) is exactly one character."""
     from hfkit.recipe import load_recipe
-    from hfkit.run import prepare_data
+    from hfkit.job import prepare_data
 
     d, argv, _ = sweep
     recipe = load_recipe(d / "out" / "char-bigram" / "recipe.yaml")

@@ -1,7 +1,7 @@
 import pytest
 from transformers import AutoTokenizer
 
-from hfkit.data.sources import default_corpus_documents
+from hfkit.data.pydoc import default_corpus_documents
 from hfkit.data.tokenizer import SPECIAL, train_tokenizer
 
 DOCS = default_corpus_documents()

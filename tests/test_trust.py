@@ -205,6 +205,8 @@ def test_auto_skips_a_newest_checkpoint_with_a_truncated_optimizer_and_stays_bit
     part.mkdir()
     for f in ("recipe.yaml", ".hfkit.json"):
         shutil.copy(finished / f, part / f)
+    marker = json.loads((part / ".hfkit.json").read_text())
+    (part / ".hfkit.json").write_text(json.dumps({**marker, "state": "running"}))  # as a killed run leaves it
     for ck in ("checkpoint-5", "checkpoint-10"):
         shutil.copytree(finished / ck, part / ck)
     opt = part / "checkpoint-10" / "optimizer.pt"
@@ -229,7 +231,7 @@ def test_a_checkpoint_of_another_model_or_a_broken_explicit_path_is_refused_up_f
     other = tmp_path / "other"
     shutil.copytree(finished, other)
     rc, _, err = _cli(["train", "clm_pretrain", *RUN, f"output_dir={other}", "resume_from_checkpoint=auto",
-                       "model.hidden_size=48"], capsys)
+                       "model.hidden_size=48", "max_steps=40"], capsys)  # more steps than it finished
     assert rc == 2 and "no checkpoint in" in err and "belongs to a different model" in err
 
 
@@ -331,7 +333,7 @@ def test_ranks_other_than_0_leave_the_folder_checks_to_rank_0(finished, tmp_path
     from hfkit.errors import HfkitError
     from hfkit.outputs import FolderLock
     from hfkit.recipe import load_recipe
-    from hfkit.run import output_plan
+    from hfkit.job import output_plan
 
     run = tmp_path / "run"
     shutil.copytree(finished, run)

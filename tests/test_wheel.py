@@ -47,8 +47,19 @@ def test_wheel_in_a_fresh_venv_lists_copies_and_trains_shipped_recipes(tmp_path)
     assert {"clm_pretrain", "sft", "lora_sft", "minilm_mlm"} <= set(listed)
     assert listed["sft"]["task"] == "sft" and listed["sft"]["path"].startswith(str(venv))
     run("recipes", "cp", "sft", "my_sft.yaml")
-    assert (work / "my_sft.yaml").read_text() == (ROOT / "hfkit" / "recipes" / "sft.yaml").read_text()
+    assert (work / "my_sft.yaml").read_text() == (ROOT / "recipes" / "sft.yaml").read_text()
     out = json.loads(run("train", "sft", "--json", "max_steps=2", "output_dir=run", "model.hidden_size=32",
                          "model.num_layers=1", "model.num_heads=2", "tokenizer.vocab_size=400", "eval_steps=100",
                          "generate.prompts=[]"))
     assert out["train"]["train_loss"] > 0 and (work / "run" / "model.safetensors").is_file()
+
+
+def test_the_packages_listed_in_pyproject_are_the_packages_in_the_tree():
+    """pyproject.toml names the packages (so that the top-level recipes/ can be mapped as hfkit.recipes):
+    every folder of hfkit with an __init__.py is listed, and nothing else but hfkit.recipes."""
+    import tomllib
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = sorted(str(p.parent.relative_to(ROOT)).replace("/", ".") for p in (ROOT / "hfkit").rglob("__init__.py"))
+    assert sorted(listed) == sorted([*found, "hfkit.recipes"])
+    assert (ROOT / "recipes" / "sft.yaml").is_file() and not (ROOT / "hfkit" / "recipes").exists()

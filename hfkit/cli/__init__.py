@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1
     except Exception as e:
-        from ..run import Interrupted
+        from ..errors import Interrupted
 
         if isinstance(e, Interrupted):
             if is_main_rank():

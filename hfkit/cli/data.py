@@ -26,7 +26,7 @@ def register(sub) -> None:
 def run_report(args) -> int:
     from ..display import print_table
     from ..recipe import load_recipe
-    from ..run import prepare_data
+    from ..job import prepare_data
 
     recipe = load_recipe(args.recipe, args.overrides)
     prepared = prepare_data(recipe)[1]

@@ -205,7 +205,8 @@ def _trained_length(model: str) -> int | None:
 
 def _perplexity_data(args):
     """The evaluation data: a whole source, or the train/validation part a recipe would use."""
-    from ..data.sources import load_source, source_from_spec
+    from ..data.catalog import source_from_spec
+    from ..data.sources import load_source
 
     src = source_from_spec(args.data, args.text_field)
     if args.continuation_field:
@@ -220,17 +221,14 @@ def _perplexity_data(args):
     if args.split == "all":
         return load_source(src)
     from ..data.corpus import DataConfig, build_corpus
-    from ..schema import yaml_load
+    from ..recipe import saved_recipe
+    from ..training.arguments import TRAINING_DEFAULTS
 
-    seed, frac, kw = 42, 0.05, {}
-    saved = Path(args.model) / "recipe.yaml"
-    if saved.is_file():  # split exactly as the run that trained this model did
-        r = yaml_load(saved.read_text())
-        seed = r.get("training", {}).get("seed", 42)
-        d = r.get("data", {})
-        frac = d.get("validation_fraction", frac)
-        kw = {k: d[k] for k in ("min_chars", "max_chars", "dedup") if k in d}
-    corpus = build_corpus(DataConfig(sources=[src], validation_fraction=frac, **kw), seed)
+    r = saved_recipe(args.model)  # split exactly as the run that trained this model did (else by the defaults)
+    seed = (r.get("training") or {}).get("seed", TRAINING_DEFAULTS["seed"])
+    d = r.get("data") or {}
+    kw = {k: d[k] for k in ("validation_fraction", "min_chars", "max_chars", "dedup") if k in d}
+    corpus = build_corpus(DataConfig(sources=[src], **kw), seed)
     return corpus.validation if args.split == "validation" else next(iter(corpus.train.values()))
 
 
@@ -267,10 +265,16 @@ def run_text(args) -> int:
     from ..recipe import load_run_recipe
 
     recipe = None if (args.template or args.input_field) else load_run_recipe(args.model)
+    run_prompts = None
+    if recipe is not None:  # the same prompts (template, fields, chat format) as the run's own evaluation
+        from ..tasks import get_task
+
+        task = get_task(recipe.task)
+        run_prompts = lambda records, tok, where: task.generation_inputs(recipe, records, tok, where, args.model)  # noqa: E731
     scores, samples, data = g.evaluate_generation(
         args.model, args.data, metrics, template=args.template, target_field=args.target_field,
         input_field=args.input_field, limit=args.max_examples, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, progress=not args.json, recipe=recipe,
+        max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, progress=not args.json, run_prompts=run_prompts,
         **options)
     if args.save_predictions:
         write_jsonl(args.save_predictions, samples)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from .common import add_generation_options, add_json, generation_kwargs, load_model_and_tokenizer

@@ -46,7 +46,7 @@ def run_merge(args) -> int:
 
 
 def run_push(args) -> int:
-    from ..hub import push
+    from ..publish import push
 
     res = push(args.run, args.repo_id, private=args.private, revision=args.revision, dry_run=args.dry_run,
                base_model=args.base_model)

@@ -45,7 +45,7 @@ def read_inputs(values: list[str] | None, path: str | None, task: str) -> list:
         if p.suffix == ".jsonl":
             from ..io import read_jsonl_objects
 
-            out += [obj for _, obj in read_jsonl_objects(p, "--file")]
+            out += [obj for _, obj in read_jsonl_objects(p, "--file", text=task != "question-answering")]
         elif not p.is_file():
             raise HfkitError(f"--file: no such file: {p}")
         else:

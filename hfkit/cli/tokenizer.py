@@ -30,7 +30,8 @@ def register(sub) -> None:
 def run_train(args) -> int:
     from datasets import concatenate_datasets
 
-    from ..data.sources import load_source, source_from_spec
+    from ..data.catalog import source_from_spec
+    from ..data.sources import load_source
     from ..data.tokenizer import train_tokenizer
     from ..errors import HfkitError
     from ..io import atomic_write_text

@@ -34,12 +34,12 @@ def register(sub) -> None:
 
 
 def run_train(args) -> int:
-    from ..run import train
+    from ..sweep import train  # one run, or a sweep of runs
 
     launched = "LOCAL_RANK" in os.environ  # already inside a process started by a launcher
     if (args.num_processes is not None or args.accelerate_config) and not launched:
         from ..recipe import load_recipe
-        from ..run import output_plan
+        from ..job import output_plan
         from ..training.launch import check_launch, launch
 
         from ..errors import HfkitError

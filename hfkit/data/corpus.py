@@ -18,13 +18,14 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets
 
 from ..errors import HfkitError
-from .sources import SourceConfig, check_source, load_source, quiet_datasets, source_label
+from .catalog import PydocCorpus
+from .sources import SourceConfig, load_source, quiet_datasets, source_label
 
 
 @dataclass
 class DataConfig:
     """Recipe section `data`: where the text comes from and how it is cleaned, split and mixed."""
-    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    sources: list[SourceConfig] = field(default_factory=lambda: [PydocCorpus()])  # each checked by its kind
     min_chars: int = 1  # drop documents shorter than this
     max_chars: Optional[int] = None  # drop documents longer than this
     dedup: Literal["none", "exact", "normalized"] = "normalized"
@@ -38,8 +39,6 @@ class DataConfig:
     def validate(self, prefix: str) -> None:
         if not self.sources:
             raise HfkitError(f"recipe key '{prefix}.sources' is empty: give at least one source")
-        for i, src in enumerate(self.sources):
-            check_source(src, f"{prefix}.sources.{i}")
         if self.block_size < 1:
             raise HfkitError(f"recipe key '{prefix}.block_size' must be >= 1, got {self.block_size}")
         if not 0.0 <= self.validation_fraction < 1.0:

@@ -105,6 +105,28 @@ def language_id_records(languages: list[str], locale_dir: str = DEFAULT_LOCALE_D
     return Dataset.from_list(rows)
 
 
+def other_translation(rows: list[dict], i: int, by_catalog: dict[str, list[int]], rng,
+                      hard_fraction: float | None = None) -> int:
+    """The index of another message's translation for `rows[i]` (never one with the same text): a
+    hard negative, from the same catalog and of the most similar length, when the catalog has
+    another (for `hard_fraction` of the rows, drawn; None: always), else one from anywhere."""
+    r = rows[i]
+    same = [j for j in by_catalog[r["catalog"]] if rows[j]["target"] != r["target"]]
+    if same and (hard_fraction is None or rng.random() < hard_fraction):
+        return min(same, key=lambda j: (abs(len(rows[j]["target"]) - len(r["target"])), rng.random()))
+    j = rng.randrange(len(rows))
+    while rows[j]["target"] == r["target"]:
+        j = rng.randrange(len(rows))
+    return j
+
+
+def by_catalog(rows: list[dict]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        out.setdefault(r["catalog"], []).append(i)
+    return out
+
+
 def pair_match_records(lang: str, locale_dir: str = DEFAULT_LOCALE_DIR, max_records: int | None = None,
                        max_chars: int | None = None, hard_fraction: float = 0.5, seed: int = 0) -> Dataset:
     """Does `text_pair` (lang) translate `text` (English)? Every pair once as a match and once with
@@ -116,18 +138,10 @@ def pair_match_records(lang: str, locale_dir: str = DEFAULT_LOCALE_DIR, max_reco
     rows = [{"source": s, "target": t, "catalog": c} for s, t, c in zip(pairs["source"], pairs["target"], pairs["catalog"])]
     rows = _sample(rows, max_records // 2 if max_records else None, seed)
     rng = random.Random(seed + 1)
-    by_catalog: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        by_catalog.setdefault(r["catalog"], []).append(i)
+    catalogs = by_catalog(rows)
     out = []
     for i, r in enumerate(rows):
         out.append({"text": r["source"], "text_pair": r["target"], "label": "match", "catalog": r["catalog"]})
-        same = [j for j in by_catalog[r["catalog"]] if rows[j]["target"] != r["target"]]
-        if same and rng.random() < hard_fraction:  # hard: same program, closest length
-            j = min(same, key=lambda j: (abs(len(rows[j]["target"]) - len(r["target"])), rng.random()))
-        else:
-            j = rng.randrange(len(rows))
-            while rows[j]["target"] == r["target"]:
-                j = rng.randrange(len(rows))
+        j = other_translation(rows, i, catalogs, rng, hard_fraction)  # hard: same program, closest length
         out.append({"text": r["source"], "text_pair": rows[j]["target"], "label": "no_match", "catalog": r["catalog"]})
     return Dataset.from_list(out)

@@ -92,66 +92,17 @@ def gettext_preference_records(lang: str, locale_dir: str, max_chars: int | None
     translation, rejected = a hard negative: another message's translation from the same catalog, of
     the most similar length (from anywhere when the catalog has no other). Also `reference` (the
     translation, for rewards computed against it), `source` and `catalog`."""
-    from .gettext_pairs import _sample, gettext_pairs
+    from .gettext_pairs import _sample, by_catalog, gettext_pairs, other_translation
 
     pairs, _ = gettext_pairs(lang, locale_dir, max_chars=max_chars)  # as the `gettext` source: same records, same split
     rows = [{"source": s, "target": t, "catalog": c} for s, t, c in zip(pairs["source"], pairs["target"], pairs["catalog"])]
     rows = _sample(rows, max_records, seed)
     rng = random.Random(seed + 1)
-    by_catalog: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        by_catalog.setdefault(r["catalog"], []).append(i)
+    catalogs = by_catalog(rows)
     out = []
-    for r in rows:
-        same = [j for j in by_catalog[r["catalog"]] if rows[j]["target"] != r["target"]]
-        if same:
-            j = min(same, key=lambda j: (abs(len(rows[j]["target"]) - len(r["target"])), rng.random()))
-        else:
-            j = rng.randrange(len(rows))
-            while rows[j]["target"] == r["target"]:
-                j = rng.randrange(len(rows))
+    for i, r in enumerate(rows):
+        j = other_translation(rows, i, catalogs, rng)
         out.append({"prompt": translation_prompt(r["source"], lang), "chosen": " " + r["target"],
                     "rejected": " " + rows[j]["target"], "reference": r["target"], "source": r["source"],
                     "catalog": r["catalog"]})
     return Dataset.from_list(out)
-
-
-def on_policy_rejections(records: Dataset, policy: str, num_samples: int = 2, temperature: float = 1.0,
-                         max_new_tokens: int = 48, batch_size: int = 64, seed: int = 0,
-                         progress: bool = True) -> tuple[Dataset, dict]:
-    """Replace each record's `rejected` by the policy's own mistake: `num_samples` samples of the run
-    at `policy` for its prompt, ranked by sentence chrF against `reference`; the worst becomes
-    `rejected` (chosen stays the reference). Empty samples and samples equal to the reference do not
-    count; where none is left the record keeps the rejected answer it had (the hard negative), so the
-    records, and the split made from them, stay those of the other kinds. Returns the records and a
-    report (mean chrF of the best and worst samples)."""
-    from sacrebleu.metrics import CHRF
-
-    from ..inference.generation import generate
-    from ..models import load_model
-    from .tokenizer import load_tokenizer
-
-    model, tokenizer = load_model(policy), load_tokenizer(policy)
-    outs = generate(model, tokenizer, list(records["prompt"]), batch_size=batch_size, max_new_tokens=max_new_tokens,
-                    do_sample=True, temperature=temperature, num_return_sequences=num_samples, seed=seed,
-                    progress=progress, desc="sample (on-policy preferences)")
-    chrf = CHRF()
-    rejected, best, worst, kept = [], [], [], 0
-    for samples, ref, before in zip(outs, records["reference"], records["rejected"]):
-        samples = [s.split("\n")[0].strip() for s in samples]
-        # an empty answer is no text to prefer against (TRL's records need one); the reference is no mistake
-        scored = sorted(((chrf.sentence_score(s, [ref]).score, s) for s in samples if s and s != ref.strip()),
-                        key=lambda t: t[0])
-        if not scored:
-            rejected.append(before)
-            kept += 1
-            continue
-        rejected.append(" " + scored[0][1])
-        worst.append(scored[0][0])
-        best.append(scored[-1][0])
-    out = records.remove_columns("rejected").add_column("rejected", rejected)
-    report = {"policy": policy, "num_samples": num_samples, "temperature": temperature, "records": len(out),
-              "on_policy": len(out) - kept, "kept_hard_negative": kept,
-              "mean_chrf_worst_sample": round(sum(worst) / max(len(worst), 1), 2),
-              "mean_chrf_best_sample": round(sum(best) / max(len(best), 1), 2)}
-    return out, report

@@ -12,7 +12,7 @@ import re
 
 from datasets import Dataset
 
-from .sources import default_corpus_documents
+from .pydoc import default_corpus_documents
 
 _PRODUCTION = re.compile(r"^( +)([A-Za-z_][\w]*) +::= ", re.M)
 QUESTIONS = ("What is the syntax of {name}?", "What is the grammar rule for {name}?",

@@ -100,7 +100,7 @@ def print_comparison(cmp: dict) -> None:
 def plot_comparison(cmp: dict, path: str | Path, max_metrics: int = 24) -> list[str]:
     """One small bar chart per metric (scales differ between metrics), runs side by side; counts are
     not charted. Returns the metrics charted."""
-    import os
+    from ..display import save_figure
 
     import matplotlib
 
@@ -124,10 +124,5 @@ def plot_comparison(cmp: dict, path: str | Path, max_metrics: int = 24) -> list[
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, metadata={"Software": "hfkit"})
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)
     return names

@@ -63,19 +63,39 @@ class GenerationInputs:
     records: list[dict]
 
 
+def score_generations(model, tokenizer, prompts: list[str], references: list[str], eval_config, answer,
+                      progress: bool = False, **generate_kwargs) -> dict:
+    """A run's held-out scores by generation (`eval:` metrics): the model continues each prompt
+    (greedy or beam, by `eval_config`), `answer(i, text)` reads the answer out of prompt i's
+    continuation, and the answers are scored against the references (with five examples)."""
+    from ..inference.generation import generate
+    from .text_metrics import corpus_metrics
+
+    ev = eval_config
+    outs = generate(model, tokenizer, prompts, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
+                    num_beams=ev.num_beams, progress=progress, desc="generate (eval)", **generate_kwargs)
+    preds = [answer(i, o[0]) for i, o in enumerate(outs)]
+    scores = corpus_metrics(preds, references, tuple(ev.metrics))
+    scores["examples"] = [{"reference": r, "prediction": p} for r, p in list(zip(references, preds))[:5]]
+    scores["n"] = len(references)
+    return scores
+
+
 def extracted_predictions(outputs: list[list[str]], extractors: list) -> list[str]:
     """Each first generation, reduced to its answer by its template (or stripped)."""
     return [t.extract_answer(o[0]) if t else o[0].strip() for o, t in zip(outputs, extractors)]
 
 
 def generation_inputs(model_path: str, tokenizer, data: str, template: str | None, target_field: str,
-                      input_field: str | None, limit: int | None, recipe=None) -> GenerationInputs:
+                      input_field: str | None, limit: int | None, run_prompts=None) -> GenerationInputs:
     """Prompts and references for generation-based evaluation.
 
     With `template` (Jinja over a record's fields) or `input_field` (the record's text as it is, e.g.
-    for a seq2seq model) the reference is `target_field`. Without them, `recipe` (the one the run in
-    `model_path` saved) gives the prompt format it was trained with, through its task."""
-    from ..data.sources import load_records, source_from_spec, source_where
+    for a seq2seq model) the reference is `target_field`. Without them, `run_prompts(records,
+    tokenizer, where)` gives the prompt format the run in `model_path` was trained with (its task's,
+    chosen by the caller from the run's recipe)."""
+    from ..data.catalog import source_from_spec
+    from ..data.sources import load_records, source_where
 
     src = source_from_spec(data)
     ds = load_records(src)
@@ -94,19 +114,16 @@ def generation_inputs(model_path: str, tokenizer, data: str, template: str | Non
         prompts = [render(template, r, f"{where} record {i + 1}") if template else str(r[input_field])
                    for i, r in enumerate(rows)]
         return GenerationInputs(prompts, [str(r[target_field]) for r in rows], [None] * n, {}, rows)
-    if recipe is None:
+    if run_prompts is None:
         raise HfkitError(f"give --template (with --target-field) or --input-field: '{model_path}' has no recipe.yaml "
                          f"of an hfkit run to take the prompt format from")
-    from ..tasks import get_task
-
-    # the same prompts (template, fields, chat format) as the run's own evaluation
-    return get_task(recipe.task).generation_inputs(recipe, ds.select(range(n)), tokenizer, where, model_path)
+    return run_prompts(ds.select(range(n)), tokenizer, where)
 
 
 def evaluate_generation(model_path: str, data: str, metrics: list[str], template: str | None = None,
                         target_field: str = "target", input_field: str | None = None, limit: int | None = None,
                         batch_size: int = 16, max_new_tokens: int = 64, num_beams: int = 1,
-                        progress: bool = False, recipe=None, **options) -> tuple[dict, list[dict], dict]:
+                        progress: bool = False, run_prompts=None, **options) -> tuple[dict, list[dict], dict]:
     """Generate for every record of `data` in batches, extract the answers, score them; returns
     (scores, samples, data fingerprint)."""
     from ..data.tokenizer import load_tokenizer
@@ -116,7 +133,7 @@ def evaluate_generation(model_path: str, data: str, metrics: list[str], template
     from .text_metrics import corpus_metrics
 
     tokenizer = load_tokenizer(model_path)
-    inputs = generation_inputs(model_path, tokenizer, data, template, target_field, input_field, limit, recipe)
+    inputs = generation_inputs(model_path, tokenizer, data, template, target_field, input_field, limit, run_prompts)
     model = load_model(model_path)
     outs = generate(model, tokenizer, inputs.prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
                     num_beams=num_beams, progress=progress, **inputs.gen_kwargs)

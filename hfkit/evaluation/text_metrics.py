@@ -10,11 +10,10 @@ Scores are on a 0-100 scale throughout, so that runs can be charted side by side
 """
 from __future__ import annotations
 
-import re
-import string
 from collections import Counter
 from collections.abc import Sequence
 
+from ..data.answers import normalize_answer  # noqa: F401 (one rule, shared with prompting)
 from ..errors import HfkitError
 
 SACREBLEU = ("bleu", "chrf", "ter")
@@ -62,14 +61,6 @@ def rouge_scores(predictions: Sequence[str], references, use_stemmer: bool = Fal
             sums[k] += scores[k].fmeasure
     n = len(predictions)
     return {k: 100 * v / n for k, v in sums.items()}
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, drop punctuation and English articles, collapse spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
 
 
 def token_f1(prediction: str, reference: str) -> float:

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel
 
 from ..errors import HfkitError
-from .scoring import doc_start_token_id
+from .encoding import doc_start_token_id, seq2seq_ids  # noqa: F401 (seq2seq_ids: re-exported)
 
 
 @dataclass
@@ -67,18 +67,6 @@ def out_of_range(value, limits: dict) -> str | None:
 class GenerateConfig(GenerationSettings):
     """Recipe section `generate`: samples written to metrics.json at the end of a run."""
     prompts: list[str] = field(default_factory=list)
-
-
-def seq2seq_ids(tokenizer, config, text: str) -> list[int]:
-    """An encoder-decoder's sequence for `text`, as it trains on them: the tokenizer's own special
-    tokens when it adds them (pretrained T5/BART tokenizers), else `text </s>` (T5 family) or
-    `<s> text </s>` (BART family: the decoder starts from </s>)."""
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-    if ids and ids[-1] == tokenizer.eos_token_id:
-        return ids
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    bart_like = config.decoder_start_token_id == config.eos_token_id and tokenizer.bos_token_id is not None
-    return ([tokenizer.bos_token_id] if bart_like else []) + ids + [tokenizer.eos_token_id]
 
 
 def generation_config(tokenizer, max_new_tokens: int = 64, do_sample: bool = False,

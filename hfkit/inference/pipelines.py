@@ -3,7 +3,7 @@
 text-generation, fill-mask, text-classification, token-classification and feature-extraction are
 `transformers.pipeline` itself. transformers 5 removed the question-answering, summarization and
 translation pipelines; hfkit keeps them with the same inputs and outputs: extractive QA decodes the
-best span as run_qa does (hfkit.tasks.question_answering), summarization and translation generate
+best span as run_qa does (hfkit.inference.question_answering), summarization and translation generate
 with the encoder-decoder (or decoder) model (`summary_text`, `translation_text`).
 """
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _extractive_qa(model, tokenizer, inputs: list, batch_size: int, max_length: 
     import torch
     from datasets import Dataset
 
-    from ..tasks.question_answering import QaConfig, postprocess_qa_predictions, qa_features
+    from .question_answering import QaWindows, postprocess_qa_predictions, qa_features
 
     rows = []
     for n, x in enumerate(inputs, 1):
@@ -148,7 +148,7 @@ def _extractive_qa(model, tokenizer, inputs: list, batch_size: int, max_length: 
     from ..models import max_positions
 
     limit = min(max_length, max_positions(model.config) or max_length, tokenizer.model_max_length or max_length)
-    cfg = QaConfig(max_length=limit, doc_stride=min(doc_stride, limit // 2))
+    cfg = QaWindows(max_length=limit, doc_stride=min(doc_stride, limit // 2))
     batch = {k: [r[k] for r in rows] for k in rows[0]}
     keep_types = getattr(model.config, "type_vocab_size", 0) > 1
     feats = qa_features(batch, tokenizer, cfg, keep_types, for_eval=True)

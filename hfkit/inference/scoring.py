@@ -17,17 +17,7 @@ from transformers import PreTrainedModel
 
 from ..errors import HfkitError
 from ..models import max_positions, require_causal
-
-
-def doc_start_token_id(tokenizer) -> int:
-    """The token a document starts after: BOS if the tokenizer adds one, else EOS (packed training
-    puts EOS between documents, so that is what the model has seen before a document starts)."""
-    probe = tokenizer("a")["input_ids"]
-    if tokenizer.bos_token_id is not None and probe and probe[0] == tokenizer.bos_token_id:
-        return tokenizer.bos_token_id
-    if tokenizer.eos_token_id is None:
-        raise HfkitError("tokenizer has neither a BOS it adds nor an EOS token to start a sequence with")
-    return tokenizer.eos_token_id
+from .encoding import doc_start_token_id, seq2seq_ids
 
 
 def right_padded_batches(seqs: list[list[int]], batch_size: int, fill: int = 0):
@@ -146,7 +136,6 @@ def _seq2seq_conditional(model, tokenizer, pairs: list[tuple[str, str]], batch_s
     """An encoder-decoder reads the prefix and is scored on producing the continuation: the encoder's
     input and the target are formatted as the model trains on them (`seq2seq_ids`); only the
     continuation's own tokens count (not the target's <s>/</s>)."""
-    from .generation import seq2seq_ids
 
     model.eval()
     special = {tokenizer.bos_token_id, tokenizer.eos_token_id}

@@ -12,13 +12,9 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from ..data.answers import normalize_answer
 from ..errors import HfkitError
-from ..evaluation.text_metrics import normalize_answer
-
-if TYPE_CHECKING:
-    from ..evaluation.icl import IclConfig
 
 DEFAULT_TEMPLATE = "Question: {{question}}\nAnswer:"
 COT_TRIGGER = " Let's think step by step."
@@ -36,7 +32,8 @@ class Example:
 
 @dataclass
 class PromptSettings:
-    """What building a few-shot prompt needs (`IclConfig` has the same fields)."""
+    """What building a few-shot prompt needs (evaluation's `IclConfig` has the same fields and is passed
+    where these are)."""
     template: str = DEFAULT_TEMPLATE
     shots: int = 0
     select: str = "random"
@@ -107,7 +104,7 @@ def demo_selector(select: str, texts: list[str]):
     return None
 
 
-def demo_text(ex: Example, cfg: "IclConfig | PromptSettings", where: str) -> str:
+def demo_text(ex: Example, cfg: PromptSettings, where: str) -> str:
     body = render(cfg.template, ex.doc, where) + (COT_TRIGGER if cfg.cot else "")
     answer = ex.gold
     if cfg.cot:
@@ -118,7 +115,7 @@ def demo_text(ex: Example, cfg: "IclConfig | PromptSettings", where: str) -> str
     return body + cfg.target_delimiter + answer
 
 
-def build_prompts(examples: list[Example], demos: list[Example] | None, cfg: "IclConfig | PromptSettings",
+def build_prompts(examples: list[Example], demos: list[Example] | None, cfg: PromptSettings,
                   task_name: str = "task", demos_name: str | None = None) -> list[str]:
     """Prompt of every example with `cfg.shots` demonstrations (from `demos`, else from the task file
     itself without the example); deterministic for a given seed and the same as lm-eval's."""

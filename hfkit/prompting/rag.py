@@ -58,20 +58,20 @@ def chunk_documents(docs: list[tuple[str, str]], tokenizer, size: int = 128, ove
 def corpus_documents(spec: str, text_field: str = "text", source_field: str | None = None) -> list[tuple[str, str]]:
     """(source, text) documents: `default` (the built-in corpus's sections, titled), a text/markdown file
     or folder (one document per file), or JSONL/CSV/Parquet records (`text_field`, `source_field`)."""
-    from ..data.sources import default_corpus_documents, load_records, source_from_spec
+    from ..data.catalog import source_from_spec
+    from ..data.pydoc import default_corpus_documents
+    from ..data.sources import load_records
 
     if spec == "default":
         return [(d.splitlines()[0].strip(), d) for d in default_corpus_documents()]
     src = source_from_spec(spec, text_field)
     if src.kind == "hub":
         raise HfkitError(f"corpus '{spec}': a local file or folder, or 'default' (the built-in corpus)")
-    from ..data.sources import check_source
-
-    check_source(src, "corpus")
+    src.validate("corpus")
     if src.kind == "text":  # one document per file, read by training's rules (UTF-8 text, the folder's own files)
-        from ..data.sources import _files, read_text_file
+        from ..data.sources import read_text_file
 
-        docs = [(f, read_text_file(f)) for f in _files(src)]
+        docs = [(f, read_text_file(f)) for f in src.files()]
     else:
         ds = load_records(src)
         if text_field not in ds.column_names:

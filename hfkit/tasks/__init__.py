@@ -13,14 +13,13 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from ..errors import HfkitError
 
-if TYPE_CHECKING:
-    from ..recipe import Recipe
+from ..sections import Recipe  # noqa: F401 (what every hook reads)
 
-DEFAULT_TASK = "clm"
+DEFAULT_TASK = "clm"  # the task of a recipe that names none
 
 
 @dataclass
@@ -67,6 +66,10 @@ class Task:
     architectures: ClassVar[tuple[str, ...]] = ("gpt2", "llama")  # model.architecture presets it builds
     causal: ClassVar[bool] = True  # left-to-right LM: perplexity, generation, in-context evaluation apply
     generates: ClassVar[bool] = False  # has held-out generations to score (`eval.metrics`)
+    # what the run's results table reports (hfkit.evaluation.run_report): the validation perplexity (the
+    # first of these keys logged), and logged figures that are diagnostics, not scores (metrics.json only)
+    perplexity_keys: ClassVar[tuple[str, ...]] = ("eval_perplexity",)
+    diagnostics: ClassVar[tuple[str, ...]] = ()
 
     # --- checks, before any work
     def check(self, recipe: "Recipe") -> None:

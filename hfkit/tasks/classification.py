@@ -22,7 +22,7 @@ from . import Prepared, register
 from .labelled import LabelledTask, keeps_token_types
 
 if TYPE_CHECKING:
-    from ..recipe import Recipe
+    from ..sections import Recipe
 
 
 @dataclass

@@ -12,7 +12,7 @@ from ..errors import HfkitError
 from . import Task
 
 if TYPE_CHECKING:
-    from ..recipe import Recipe
+    from ..sections import Recipe
 
 
 class LabelledTask(Task):
@@ -44,8 +44,8 @@ class LabelledTask(Task):
     def check(self, recipe: "Recipe") -> None:
         section = self.section
         for i, src in enumerate(recipe.data.sources):
-            if src.kind == "default":
-                raise HfkitError(f"data.sources.{i}: the default corpus is plain text, not labelled records")
+            if not src.has_records:
+                raise HfkitError(f"data.sources.{i}: the {src.kind} corpus is plain text, not labelled records")
         if recipe.generate.prompts:
             raise HfkitError(f"recipe key 'generate.prompts': task {recipe.task} trains a {section} head, which "
                              f"does not generate text")

@@ -128,6 +128,7 @@ class MaskedLM(PackedTextTask):
     architectures = ("bert",)
     causal = False
     noisy = True
+    perplexity_keys = ("eval_perplexity", "eval_mlm_perplexity")  # the latter: MLM's alone, next to NSP's loss
 
     def model_class(self, recipe) -> str:
         return "AutoModelForPreTraining" if recipe.task_config.next_sentence_prediction else self.auto_class

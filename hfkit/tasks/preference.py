@@ -18,12 +18,53 @@ from datasets import Dataset, concatenate_datasets
 
 from ..data.corpus import concat_sources, deduplicate, split_by_source
 from ..data.preferences import check_preferences
-from ..data.sources import load_records, quiet_datasets, source_where
+from ..data.sources import load_records, quiet_datasets, source_label, source_where
 from ..errors import HfkitError
 from . import Prepared, Task, register
 
 if TYPE_CHECKING:
-    from ..recipe import Recipe
+    from ..sections import Recipe
+
+
+def on_policy_rejections(records: Dataset, policy: str, num_samples: int = 2, temperature: float = 1.0,
+                         max_new_tokens: int = 48, batch_size: int = 64, seed: int = 0,
+                         progress: bool = True) -> tuple[Dataset, dict]:
+    """Replace each record's `rejected` by the policy's own mistake: `num_samples` samples of the run
+    at `policy` for its prompt, ranked by sentence chrF against `reference`; the worst becomes
+    `rejected` (chosen stays the reference). Empty samples and samples equal to the reference do not
+    count; where none is left the record keeps the rejected answer it had (the hard negative), so the
+    records, and the split made from them, stay those of the other kinds. Returns the records and a
+    report (mean chrF of the best and worst samples)."""
+    from sacrebleu.metrics import CHRF
+
+    from ..data.tokenizer import load_tokenizer
+    from ..inference.generation import generate
+    from ..models import load_model
+
+    model, tokenizer = load_model(policy), load_tokenizer(policy)
+    outs = generate(model, tokenizer, list(records["prompt"]), batch_size=batch_size, max_new_tokens=max_new_tokens,
+                    do_sample=True, temperature=temperature, num_return_sequences=num_samples, seed=seed,
+                    progress=progress, desc="sample (on-policy preferences)")
+    chrf = CHRF()
+    rejected, best, worst, kept = [], [], [], 0
+    for samples, ref, before in zip(outs, records["reference"], records["rejected"]):
+        samples = [s.split("\n")[0].strip() for s in samples]
+        # an empty answer is no text to prefer against (TRL's records need one); the reference is no mistake
+        scored = sorted(((chrf.sentence_score(s, [ref]).score, s) for s in samples if s and s != ref.strip()),
+                        key=lambda t: t[0])
+        if not scored:
+            rejected.append(before)
+            kept += 1
+            continue
+        rejected.append(" " + scored[0][1])
+        worst.append(scored[0][0])
+        best.append(scored[-1][0])
+    out = records.remove_columns("rejected").add_column("rejected", rejected)
+    report = {"policy": policy, "num_samples": num_samples, "temperature": temperature, "records": len(out),
+              "on_policy": len(out) - kept, "kept_hard_negative": kept,
+              "mean_chrf_worst_sample": round(sum(worst) / max(len(worst), 1), 2),
+              "mean_chrf_best_sample": round(sum(best) / max(len(best), 1), 2)}
+    return out, report
 
 
 def _trl(name: str):
@@ -53,26 +94,60 @@ def check_choices(values: list[str], config: str, name: str, key: str) -> None:
         raise HfkitError(f"recipe key '{key}': unknown value '{bad}' (TRL's {config}.{name}: {', '.join(allowed)})")
 
 
+# TRL config fields that would load the model another way than the recipe's `model:` says (remote code)
+_MODEL_LOADING = ("trust_remote_code", "model_init_kwargs")
+
+
 @dataclass
 class PreferenceSection:
-    """Fields shared by the preference sections; the others are the TRL config's, by its names."""
+    """Fields shared by the preference sections; the others are the TRL config's, by its names and
+    with its defaults: those hfkit reads are declared below, every other field of the TRL config
+    passes through (`options`, checked against the TRL class when the recipe is read, as `adapter:`
+    is against peft's)."""
     fields: dict = field(default_factory=dict)  # rename columns: {prompt: question, chosen: good, ...}
+    options: dict = field(default_factory=dict)  # the TRL config's other fields (truncation_mode, ...)
 
-    HFKIT_FIELDS: ClassVar[tuple[str, ...]] = ("fields",)
+    HFKIT_FIELDS: ClassVar[tuple[str, ...]] = ("fields", "options")
+    EXTRA_FIELD: ClassVar[str] = "options"
+    TRL_CONFIG: ClassVar[str] = ""
 
     def trl_fields(self) -> dict:
         """The section's values for the TRL config (every field but hfkit's own)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.HFKIT_FIELDS}
+        declared = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self.HFKIT_FIELDS}
+        return {**declared, **self.options}
+
+    def check_options(self, prefix: str) -> None:
+        """The pass-through fields: the TRL config's own (not TrainingArguments', which go in `training:`)."""
+        if not self.options:
+            return
+        import transformers
+
+        from ..schema import check_fields
+
+        general = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
+        for k in self.options:
+            if k in general:
+                raise HfkitError(f"recipe key '{prefix}.{k}' is a TrainingArguments field, for every task: set it as "
+                                 f"'training.{k}'")
+        declared = {f.name for f in dataclasses.fields(self)}
+        for k in _MODEL_LOADING:
+            if k in self.options:
+                raise HfkitError(f"recipe key '{prefix}.{k}': how the model loads is the model section's "
+                                 f"(model.trust_remote_code, model.revision, ...), for every task")
+        self.options = check_fields(_trl(self.TRL_CONFIG), self.options, prefix, skip=general | declared)
 
 
 @dataclass
 class RewardSection(PreferenceSection):
     """Recipe section `reward`: trl.RewardConfig's own fields."""
-    max_length: Optional[int] = 256  # pairs whose chosen or rejected is longer are dropped (TRL)
+    max_length: Optional[int] = 1024  # pairs whose chosen or rejected is longer are dropped (TRL)
     center_rewards_coefficient: Optional[float] = None  # pushes rewards towards mean zero (TRL)
     disable_dropout: bool = True
 
+    TRL_CONFIG: ClassVar[str] = "RewardConfig"
+
     def validate(self, prefix: str) -> None:
+        self.check_options(prefix)
         if self.max_length is not None and self.max_length < 2:
             raise HfkitError(f"recipe key '{prefix}.max_length' must be >= 2, got {self.max_length}")
 
@@ -84,13 +159,16 @@ class DpoSection(PreferenceSection):
     loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])  # sigmoid = DPO; ipo, hinge, robust, ...
     loss_weights: Optional[list[float]] = None
     label_smoothing: float = 0.0  # robust DPO / cDPO
-    max_length: Optional[int] = 256  # prompt + completion tokens (TRL keeps the start)
+    max_length: Optional[int] = 1024  # prompt + completion tokens (truncation_mode: which end TRL keeps)
     precompute_ref_log_probs: bool = False
     use_weighting: bool = False  # WPO
     ld_alpha: Optional[float] = None
     disable_dropout: bool = True
 
+    TRL_CONFIG: ClassVar[str] = "DPOConfig"
+
     def validate(self, prefix: str) -> None:
+        self.check_options(prefix)
         if self.beta <= 0:
             raise HfkitError(f"recipe key '{prefix}.beta' must be > 0, got {self.beta}")
         check_choices(self.loss_type, "DPOConfig", "loss_type", f"{prefix}.loss_type")
@@ -104,8 +182,8 @@ class GrpoSection(PreferenceSection):
     hfkit.training.rewards) and trl.GRPOConfig's own fields."""
     reward_funcs: list[str] = field(default_factory=lambda: ["chrf"])
     reward_weights: Optional[list[float]] = None
-    num_generations: int = 4  # completions sampled per prompt (the group)
-    max_completion_length: int = 32
+    num_generations: int = 8  # completions sampled per prompt (the group)
+    max_completion_length: int = 512
     temperature: float = 1.0
     top_p: float = 1.0
     beta: float = 0.0  # KL to the reference model; 0: no reference model is kept (TRL's default)
@@ -116,11 +194,13 @@ class GrpoSection(PreferenceSection):
     mask_truncated_completions: bool = False
     log_completions: bool = False
 
-    HFKIT_FIELDS: ClassVar[tuple[str, ...]] = ("fields", "reward_funcs")
+    HFKIT_FIELDS: ClassVar[tuple[str, ...]] = ("fields", "options", "reward_funcs")
+    TRL_CONFIG: ClassVar[str] = "GRPOConfig"
 
     def validate(self, prefix: str) -> None:
         from ..training.rewards import reward_function
 
+        self.check_options(prefix)
         if not self.reward_funcs:
             raise HfkitError(f"recipe key '{prefix}.reward_funcs' is empty: name at least one reward")
         for i, name in enumerate(self.reward_funcs):
@@ -157,13 +237,17 @@ class TrlTask(Task):
     trl_config: ClassVar[str]  # the TRL config class the trainer takes
     trl_trainer: ClassVar[str]
     causal = True
+    # TRL's logged diagnostics (metrics.json), not scores for the results table
+    diagnostics = ("eval_num_tokens", "eval_entropy", "eval_mean_token_accuracy", "eval_logits/chosen",
+                   "eval_logits/rejected", "eval_logps/chosen", "eval_logps/rejected", "eval_min_reward",
+                   "eval_max_reward")
 
     def check(self, recipe: "Recipe") -> None:
         for i, src in enumerate(recipe.data.sources):
             if src.weight is not None or src.epochs is not None:
                 raise HfkitError(f"recipe key 'data.sources.{i}.{'weight' if src.weight is not None else 'epochs'}': "
                                  f"task {recipe.task} trains on every record once per epoch (no mixture weights)")
-            if src.kind in ("default", "python_stdlib"):
+            if not src.has_records:
                 raise HfkitError(f"data.sources.{i}: the {src.kind} corpus is plain text, not preference records")
 
     def sequence_length(self, recipe: "Recipe") -> tuple[int, str]:
@@ -185,10 +269,13 @@ class TrlTask(Task):
 
     def load(self, recipe: "Recipe", seed: int) -> PreferenceRecords:
         cfg, data = recipe.task_config, recipe.data
-        datasets, fmt = [], None
+        datasets, fmt, sampled = [], None, {}
         for src in data.sources:
             where = source_where(src)
             ds = load_records(src)
+            if getattr(src, "rejected", None) == "on_policy":  # the policy's own worst samples replace the hard negatives
+                ds, report = on_policy_rejections(ds, src.policy, src.num_samples)
+                sampled[source_label(src)] = report
             renames = {col: name for name, col in cfg.fields.items() if col != name}
             for col in renames:
                 if col not in ds.column_names:
@@ -212,7 +299,7 @@ class TrlTask(Task):
         with quiet_datasets():
             train_all = concatenate_datasets(list(train.values())).shuffle(seed=seed)
         stats = {"format": fmt, "removed_duplicates": n_dup, "sources": counts, "train_records": len(train_all),
-                 "validation_records": len(validation)}
+                 "validation_records": len(validation), **({"on_policy": sampled} if sampled else {})}
         return PreferenceRecords(train_all, validation if len(validation) else None, stats)
 
     def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
@@ -287,18 +374,11 @@ def _generation_eval(recipe: "Recipe", tokenizer, validation: Dataset):
     ev = recipe.eval
 
     def generation_eval(m, progress: bool = False) -> dict:
-        from ..evaluation.text_metrics import corpus_metrics
-        from ..inference.generation import generate
+        from ..evaluation.generation_eval import score_generations
         from ..training.rewards import completion_text
 
         prompts, refs = _eval_pairs(validation, tokenizer, ev.max_examples)
-        outs = generate(m, tokenizer, prompts, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
-                        num_beams=ev.num_beams, progress=progress, desc="generate (eval)")
-        preds = [completion_text(o[0]) for o in outs]
-        scores = corpus_metrics(preds, refs, tuple(ev.metrics))
-        scores["examples"] = [{"reference": r, "prediction": p} for r, p in list(zip(refs, preds))[:5]]
-        scores["n"] = len(refs)
-        return scores
+        return score_generations(m, tokenizer, prompts, refs, ev, lambda i, text: completion_text(text), progress)
 
     return generation_eval
 

@@ -26,7 +26,7 @@ from ..errors import HfkitError
 from . import Prepared, PromptFormat, Task, register
 
 if TYPE_CHECKING:
-    from ..recipe import Recipe
+    from ..sections import Recipe
 
 
 @dataclass
@@ -162,7 +162,7 @@ def _tokenize_batch(batch: dict, tokenizer, cfg: SftConfig, templates: list[Temp
         record = _record(record, cfg)
         idx = record["_index"]
         if seq2seq_config is not None:  # encoder-decoder: the prompt is the encoder's input, the answer the target
-            from ..inference.generation import seq2seq_ids
+            from ..inference.encoding import seq2seq_ids
 
             prompt, answer = choose_template(templates, idx, seed).render(record, idx)
             ids = seq2seq_ids(tokenizer, seq2seq_config, prompt)
@@ -430,8 +430,8 @@ class SupervisedFineTuning(Task):
             raise HfkitError(f"adapter.method={recipe.adapter.method} adds virtual tokens in front of every sequence, "
                              f"which padding-free packing cannot place: set sft.padding_free=false")
         for i, src in enumerate(recipe.data.sources):
-            if src.kind == "default":
-                raise HfkitError(f"data.sources.{i}: the default corpus is plain text, not instruction records")
+            if not src.has_records:
+                raise HfkitError(f"data.sources.{i}: the {src.kind} corpus is plain text, not instruction records")
 
     def sequence_length(self, recipe: "Recipe") -> tuple[int, str]:
         return recipe.task_config.max_length, "sft.max_length"
@@ -470,19 +470,13 @@ class SupervisedFineTuning(Task):
         gen_kw = {"add_special_tokens": not chat, "stop_token_ids": chat_stop_ids(tokenizer) if chat else None}
 
         def generation_eval(m, progress: bool = False) -> dict:
-            from ..evaluation.generation_eval import extracted_predictions
-            from ..evaluation.text_metrics import corpus_metrics
-            from ..inference.generation import generate
+            from ..evaluation.generation_eval import extracted_predictions, score_generations
 
             prompts, refs, templates = eval_prompts(data.eval_records, tokenizer, cfg, data.templates, seed,
                                                     ev.max_examples)
-            outs = generate(m, tokenizer, prompts, batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
-                            num_beams=ev.num_beams, progress=progress, desc="generate (eval)", **gen_kw)
-            preds = extracted_predictions(outs, templates)
-            scores = corpus_metrics(preds, refs, tuple(ev.metrics))
-            scores["examples"] = [{"reference": r, "prediction": p} for r, p in list(zip(refs, preds))[:5]]
-            scores["n"] = len(refs)
-            return scores
+            return score_generations(m, tokenizer, prompts, refs, ev,
+                                     lambda i, text: extracted_predictions([[text]], [templates[i]])[0], progress,
+                                     **gen_kw)
 
         s = data.stats
         overview = [("train examples", s["train_examples"]), ("train tokens", s["train_tokens"]),

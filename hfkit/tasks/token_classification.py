@@ -21,7 +21,7 @@ from . import Prepared, register
 from .labelled import LabelledTask, require_fast
 
 if TYPE_CHECKING:
-    from ..recipe import Recipe
+    from ..sections import Recipe
 
 
 @dataclass

@@ -73,7 +73,7 @@ def tied_output_parameters(model) -> int:
 def flops_per_token(model, seq_len: int, reference_forwards: float = 0.0) -> float:
     """Training FLOPs per token: 6 N + 12 L (H Q) T (forward and backward), plus 2 N + 4 L (H Q) T for
     each forward-only pass of a frozen reference model (DPO's), `reference_forwards` per token."""
-    if hasattr(model, "fit_counts"):  # counted, not trained
+    if getattr(type(model), "counted", False):  # counted, not trained
         return 0.0
     base = getattr(model, "get_base_model", None)
     inner = base() if callable(base) else model  # a peft model: the whole network runs forward and backward

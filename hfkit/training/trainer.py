@@ -101,6 +101,30 @@ class HfkitSeq2SeqTrainer(AtomicCheckpoints, Seq2SeqTrainer):
     """`Seq2SeqTrainer` (encoder-decoder models) with atomic checkpoints and perplexity logging."""
 
 
+class CountingTrainer(HfkitTrainer):
+    """A count-based model (the n-gram LM, whose class says `counted = True`): `train()` counts the
+    training blocks once (the model's `fit_counts`), timed like a training run, with no steps;
+    evaluation and saving are Trainer's."""
+    counted = True
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        import time
+
+        from transformers.trainer_utils import TrainOutput
+
+        ids = self.train_dataset["input_ids"]
+        t0 = time.time()
+        self.model.fit_counts(ids)
+        seconds = round(time.time() - t0, 2)
+        tokens = sum(len(x) for x in ids)
+        return TrainOutput(0, 0.0, {"train_runtime": seconds, "train_tokens": tokens,
+                                    "train_tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
+                                    "counted_ngrams": int(self.model.config.num_ngrams)})
+
+
 def trainer_class_for(model) -> type:
-    """Seq2SeqTrainer's subclass for an encoder-decoder, Trainer's for any other model."""
+    """Seq2SeqTrainer's subclass for an encoder-decoder, the counting one for a count-based model,
+    Trainer's for any other model."""
+    if getattr(type(model), "counted", False):
+        return CountingTrainer
     return HfkitSeq2SeqTrainer if getattr(model.config, "is_encoder_decoder", False) else HfkitTrainer

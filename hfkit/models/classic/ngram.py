@@ -42,7 +42,7 @@ class NGramConfig(ClassicConfig):
 
 class NGramLM(ClassicLM):
     config_class = NGramConfig
-
+    counted = True  # fitted by counting (`fit_counts`), not by gradient steps: hfkit's CountingTrainer
     def __init__(self, config: NGramConfig):
         super().__init__(config)
         self.register_buffer("ngrams", torch.zeros((config.num_ngrams, config.order), dtype=torch.long))
