@@ -14,10 +14,10 @@ from typing import Any
 
 from .errors import HfkitError
 from .recipe import Recipe, load_recipe
-from .tasks import Prepared, Task, get_task
+from .tasks import Prepared, Task, TaskData, TaskModel, get_task
 
 
-def recipe_tokenizer(recipe: Recipe, task: Task, data: Any):
+def recipe_tokenizer(recipe: Recipe, task: TaskData, data: Any):
     """The recipe's tokenizer: `tokenizer.path`, else the checkpoint's own (`model.name_or_path`),
     else one trained here on the training split."""
     from .data.tokenizer import load_tokenizer, train_tokenizer
@@ -35,7 +35,7 @@ def recipe_tokenizer(recipe: Recipe, task: Task, data: Any):
     return tokenizer
 
 
-def recipe_model(recipe: Recipe, task: Task, tokenizer, data: Any = None):
+def recipe_model(recipe: Recipe, task: TaskModel, tokenizer, data: Any = None):
     """The task's Auto class, built from the recipe's preset or loaded from `model.name_or_path`, with
     the config fields the task's head needs (labels read from the data)."""
     import transformers
@@ -267,16 +267,15 @@ def finished_run(plan, recipe: Recipe) -> dict | None:
 
     from .io import is_main_rank
     from .outputs import read_marker
-    from .training.arguments import TRAINING_DEFAULTS
     from .training.checkpoints import latest_complete_checkpoint
 
     final = plan.final
     marker = read_marker(final) or {}
     if plan.mode != "resume" or not is_main_rank() or marker.get("state") != "finished":
         return None  # interrupted or still running: resumed as asked
-    kw = {**TRAINING_DEFAULTS, **get_task(recipe.task).training_defaults(recipe), **recipe.training}
+    settings = training_settings(recipe)
     step, epoch = _steps_done(final, marker)
-    max_steps, epochs = kw.get("max_steps", -1), kw.get("num_train_epochs", 3.0)
+    max_steps, epochs = settings.max_steps, settings.num_train_epochs
     if marker.get("counted"):
         more = False
     elif max_steps and max_steps > 0:
@@ -309,11 +308,20 @@ def base_model_info(recipe: Recipe) -> dict | None:
             "revision": recipe.model.revision}
 
 
+def training_settings(recipe: Recipe):
+    """The run's `training` settings, typed, with every default resolved (TrainingArguments' own or its
+    task's arguments class's, hfkit's, the task's, the recipe's), without building the arguments."""
+    from .training.arguments import resolved
+
+    task = get_task(recipe.task)
+    return resolved(recipe.training, task.training_defaults(recipe), task.arguments_class(recipe))
+
+
 def precision(recipe: Recipe, args) -> str:
     """What the run computes in, and who chose it (the recipe, or `bf16: auto` and why)."""
-    from .training.arguments import TRAINING_DEFAULTS, resolve_bf16
+    from .training.arguments import default, resolve_bf16
 
     what = "bf16 autocast" if args.bf16 else "fp16 autocast" if args.fp16 else "fp32"
-    if recipe.training.get("bf16", TRAINING_DEFAULTS["bf16"]) == "auto" and not args.fp16:
+    if recipe.training.get("bf16", default("bf16")) == "auto" and not args.fp16:
         return f"{what} (bf16: auto; {resolve_bf16()[1]})"
     return what

@@ -38,9 +38,9 @@ class Recipe:
 
     @property
     def seed(self) -> int:
-        from .training.arguments import TRAINING_DEFAULTS
+        from .training.arguments import default
 
-        return self.training.get("seed", TRAINING_DEFAULTS["seed"])
+        return self.training.get("seed", default("seed"))
 
     def to_dict(self) -> dict:
         """The resolved recipe as plain data, loadable again with `load_recipe`."""

@@ -375,3 +375,29 @@ def test_best_fit_rows_cut_the_filler_the_data_report_states(tmp_path):
     _, bfd = prepare_data("sft", over + ["per_device_train_batch_size=3", "sft.packing_strategy=bfd"])
     assert bfd.stats["filler_fraction"] < 0.1 < batch.stats["filler_fraction"]
     assert bfd.stats["filler_fraction"] <= 1 - bfd.stats["packing"]["row_fill"] + 0.05
+
+
+def test_record_pipeline_keeps_a_field_named_text_and_splits_each_source_deterministically(tmp_path):
+    """A template may read a field called `text` (the pipeline's dedup key never takes its name); exact
+    duplicates go, each source keeps its own validation share, and the split repeats for the seed."""
+    from hfkit.recipe import load_recipe
+    from hfkit.tasks.sft import load_sft_records
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    rows_a = [{"text": f"sentence {i}", "answer": f"A{i}"} for i in range(20)] + [{"text": "sentence 3", "answer": "A3"}]
+    rows_b = [{"text": f"line {i}", "answer": f"B{i}"} for i in range(10)]
+    a.write_text("".join(json.dumps(r) + "\n" for r in rows_a))
+    b.write_text("".join(json.dumps(r) + "\n" for r in rows_b))
+    over = ["data.sources=[{kind: json, path: " + str(a) + "}, {kind: json, path: " + str(b) + "}]",
+            "data.validation_fraction=0.2", f"output_dir={tmp_path / 'out'}",
+            "sft.templates=[{prompt: 'Say {{ text }}: ', answer: '{{ answer }}', name: t}]"]
+    recipe = load_recipe("sft", over)
+    got = load_sft_records(recipe, 7)
+    again = load_sft_records(recipe, 7)
+    assert got.stats["removed_duplicates"] == 1
+    train = {k: sorted(v["text"]) for k, v in got.train.items()}
+    assert [len(v) for v in train.values()] == [16, 8] and len(got.validation) == 4 + 2
+    assert set(got.validation["text"]) | {t for v in train.values() for t in v} == {r["text"] for r in rows_a + rows_b}
+    assert not set(got.validation["text"]) & {t for v in train.values() for t in v}
+    assert train == {k: sorted(v["text"]) for k, v in again.train.items()}
+    assert list(got.validation["text"]) == list(again.validation["text"])

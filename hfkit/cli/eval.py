@@ -222,10 +222,10 @@ def _perplexity_data(args):
         return load_source(src)
     from ..data.corpus import DataConfig, build_corpus
     from ..recipe import saved_recipe
-    from ..training.arguments import TRAINING_DEFAULTS
+    from ..training.arguments import default
 
     r = saved_recipe(args.model)  # split exactly as the run that trained this model did (else by the defaults)
-    seed = (r.get("training") or {}).get("seed", TRAINING_DEFAULTS["seed"])
+    seed = (r.get("training") or {}).get("seed", default("seed"))
     d = r.get("data") or {}
     kw = {k: d[k] for k in ("validation_fraction", "min_chars", "max_chars", "dedup") if k in d}
     corpus = build_corpus(DataConfig(sources=[src], **kw), seed)

@@ -45,9 +45,10 @@ def run_sweep(args) -> int:
     if is_sweep(args.recipe):
         raise HfkitError(f"{args.recipe} is already a sweep: give `hfkit scaling sweep` a single-run recipe")
     base = load_recipe(args.recipe, args.overrides)
-    t = base.training
-    per_step = (t.get("per_device_train_batch_size", 8) * t.get("gradient_accumulation_steps", 1)
-                * base.data.block_size)
+    from ..job import training_settings
+
+    t = training_settings(base)
+    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps * base.data.block_size
     grid = sweep_overrides([s for s in args.sizes.split(",") if s], [s for s in args.tokens.split(",") if s], per_step)
     with stdout_to_stderr() if args.json else contextlib.nullcontext():
         report = train_sweep(args.recipe, [*grid, *args.overrides], quiet=args.json)

@@ -54,19 +54,19 @@ def normalize_text(text: str) -> str:
     return _SPACE.sub(" ", _NON_WORD.sub(" ", text)).strip()
 
 
-def _dedup_keys(batch: dict, normalized: bool) -> dict:
+def _dedup_keys(batch: dict, normalized: bool, column: str = "text") -> dict:
     keys = []
-    for t in batch["text"]:
+    for t in batch[column]:
         s = normalize_text(t) if normalized else t
         keys.append(hashlib.blake2b(s.encode("utf-8"), digest_size=16).hexdigest())
     return {"_key": keys}
 
 
-def deduplicate(ds: Dataset, mode: str, num_proc: int | None = None) -> tuple[Dataset, int]:
-    """Keep the first document of every group of duplicates. `mode`: none | exact | normalized."""
+def deduplicate(ds: Dataset, mode: str, num_proc: int | None = None, column: str = "text") -> tuple[Dataset, int]:
+    """Keep the first document of every group of duplicates (equal `column`). `mode`: none | exact | normalized."""
     if mode == "none" or len(ds) == 0:
         return ds, 0
-    keyed = ds.map(_dedup_keys, batched=True, fn_kwargs={"normalized": mode == "normalized"},
+    keyed = ds.map(_dedup_keys, batched=True, fn_kwargs={"normalized": mode == "normalized", "column": column},
                    num_proc=num_proc, desc=f"dedup ({mode})")
     keep = first_occurrences(keyed["_key"])
     return ds.select(keep), len(ds) - len(keep)

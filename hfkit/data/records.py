@@ -1,19 +1,105 @@
-"""Labelled records for the task heads (classification, tagging, extractive QA): every source loaded
-with its columns, the fields a task needs checked, exact duplicates dropped, and a deterministic
-train/validation split — by record, or by group (`group_field`) so that records sharing a value
-(one program's messages, one source file, one document) never sit on both sides.
+"""One record pipeline for the record tasks (labelled heads, sft, preference): every source loaded
+with its columns -> the task's field mapping -> the task's checks -> one dataset -> exact (or
+normalized) duplicates dropped -> a deterministic train/validation split: per source (each source
+keeps its share in validation), pooled by record, or by group (`group_field`) so that records sharing
+a value (one program's messages, one source file, one document) never sit on both sides.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from datasets import ClassLabel, Dataset, Sequence, concatenate_datasets
+from datasets import ClassLabel, Dataset, Sequence
 
 from ..errors import HfkitError
-from .corpus import DataConfig, first_occurrences, no_validation, split_indices
-from .sources import load_records, quiet_datasets, source_label, source_where
+from .corpus import DataConfig, concat_sources, deduplicate, no_validation, split_by_source, split_indices
+from .sources import SourceConfig, load_records, quiet_datasets, source_where
+
+# what the pipeline adds to every record: its position among all records, its source's label and its
+# row in that source (for one-line errors); a task keeps those it names in `keep`
+PROVENANCE = ("_index", "_source", "_record")
+
+
+@dataclass
+class Gathered:
+    """What `gather_records` hands a task."""
+    train: Dataset | dict[str, Dataset]  # pooled, or per source label (split="by_source")
+    validation: Dataset  # possibly empty
+    labels: list[str]  # the sources' labels, in recipe order
+    loaded: dict[str, int]  # records per source as loaded
+    counts: dict[str, dict]  # per source after dedup: total/train/validation (split="by_source")
+    removed_duplicates: int
+
+
+def gather_records(data: DataConfig, seed: int, *, shape: Callable[[Dataset, SourceConfig, str], Dataset],
+                   key: Callable[[dict], object], check: Callable[[Dataset], None] | None = None,
+                   split: str = "by_source", group_field: str | None = None, keep: tuple[str, ...] = (),
+                   what: str = "records") -> Gathered:
+    """load -> shape (the task's field mapping and per-source checks) -> concat -> check -> dedup by
+    `key(record)` -> split ("by_source", or "pooled": by record, or by `group_field`)."""
+    shaped = []
+    for src in data.sources:
+        shaped.append(shape(load_records(src), src, source_where(src)))
+    labels, everything = concat_sources(data.sources, shaped)
+    loaded = {label: len(ds) for label, ds in zip(labels, shaped)}
+    src_col = everything["_src"]
+    with quiet_datasets():
+        everything = everything.add_column("_index", list(range(len(everything))))
+        everything = everything.add_column("_source", [labels[i] for i in src_col])
+        everything = everything.add_column("_record", [j for ds in shaped for j in range(len(ds))])
+    if check is not None:
+        check(everything)
+    if len(everything) == 0:
+        raise HfkitError("data: no records")
+    with quiet_datasets():
+        keyed = everything.map(lambda b: {"_key_text": [json.dumps(key(r), sort_keys=True, default=str)
+                                                        for r in _rows(b)]}, batched=True)
+        deduped, n_dup = deduplicate(keyed, data.dedup, column="_key_text")
+        deduped = deduped.remove_columns(["_key_text"] + [c for c in PROVENANCE if c not in keep])
+    if split == "by_source":
+        train, validation, counts = split_by_source(deduped, labels, data.validation_fraction, seed, what)
+    else:
+        with quiet_datasets():
+            deduped = deduped.remove_columns("_src")
+        tr, va = (_group_split(deduped, group_field, data.validation_fraction, seed) if group_field
+                  else split_indices(len(deduped), data.validation_fraction, seed))
+        if data.validation_fraction > 0 and len(va) == 0:
+            n_groups = f" ({len(set(map(str, deduped[group_field])))} groups)" if group_field else ""
+            raise no_validation(len(deduped), f"{what}{n_groups}", data.validation_fraction)
+        with quiet_datasets():
+            train, validation = deduped.select(tr), deduped.select(va)
+        counts = {}
+    return Gathered(train, validation, labels, loaded, counts, n_dup)
+
+
+def _rows(batch: dict) -> list[dict]:
+    keys = list(batch)
+    return [dict(zip(keys, vals)) for vals in zip(*(batch[k] for k in keys))]
+
+
+def _group_split(ds: Dataset, group_field: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whole groups, in a seeded order, into validation until it holds its share; a group that would
+    overshoot the share by a quarter is passed over."""
+    groups = [str(g) for g in ds[group_field]]
+    names = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(names))
+    target, val_groups, taken = fraction * len(groups), set(), 0
+    counts = {g: 0 for g in names}
+    for g in groups:
+        counts[g] += 1
+    for j in order:
+        if taken >= target:
+            break
+        if taken + counts[names[j]] <= 1.25 * target and len(val_groups) < len(names) - 1:
+            val_groups.add(names[j])
+            taken += counts[names[j]]
+    if not val_groups and target > 0 and len(names) > 1:
+        val_groups.add(min(names, key=lambda g: counts[g]))
+    va = np.array([i for i, g in enumerate(groups) if g in val_groups], dtype=int)
+    tr = np.array([i for i, g in enumerate(groups) if g not in val_groups], dtype=int)
+    return tr, va
 
 
 @dataclass
@@ -46,13 +132,11 @@ def _as_names(ds: Dataset, column: str) -> Dataset:
 
 def load_labelled_records(data: DataConfig, fields: list[str], seed: int, group_field: str | None = None,
                           section: str = "", reshape=None) -> Records:
-    """Every source's records with `fields` (+ the group field), deduplicated and split. `reshape(ds,
+    """Every source's records with `fields` (+ the group field), deduplicated and split (pooled). `reshape(ds,
     where)`: a task's conversion of a source in another layout (nested SQuAD JSON) into records."""
     needed = list(dict.fromkeys(fields + ([group_field] if group_field else [])))
-    parts, per_source = [], {}
-    for i, src in enumerate(data.sources):
-        where = source_where(src)
-        ds = load_records(src)
+
+    def shape(ds: Dataset, src, where: str) -> Dataset:
         if reshape is not None:
             ds = reshape(ds, where)
         for f in needed:
@@ -63,49 +147,12 @@ def load_labelled_records(data: DataConfig, fields: list[str], seed: int, group_
             ds = ds.select_columns(needed)
             for f in fields:
                 ds = _as_names(ds, f)
-            ds = ds.add_column("_source", [source_label(src)] * len(ds))
-            ds = ds.add_column("_record", list(range(len(ds))))
-        per_source[source_label(src)] = len(ds)
-        parts.append(ds)
-    with quiet_datasets():
-        try:
-            everything = concatenate_datasets(parts)
-        except ValueError as e:
-            raise HfkitError(f"data.sources: sources have incompatible columns ({e})") from None
-    if len(everything) == 0:
-        raise HfkitError("data: no records")
-    keys = [json.dumps([r[f] for f in fields], sort_keys=True, default=str) for r in everything.select_columns(fields)]
-    keep = first_occurrences(keys) if data.dedup != "none" else list(range(len(everything)))  # exact duplicates
-    n_dup = len(everything) - len(keep)
-    everything = everything.select(keep)
-    if group_field:
-        groups = [str(g) for g in everything[group_field]]
-        names = sorted(set(groups))
-        order = np.random.default_rng(seed).permutation(len(names))
-        target, val_groups, taken = data.validation_fraction * len(groups), set(), 0
-        counts = {g: 0 for g in names}
-        for g in groups:
-            counts[g] += 1
-        # whole groups, in a seeded order, into validation until it holds its share; a group that would
-        # overshoot the share by a quarter is passed over
-        for j in order:
-            if taken >= target:
-                break
-            if taken + counts[names[j]] <= 1.25 * target and len(val_groups) < len(names) - 1:
-                val_groups.add(names[j])
-                taken += counts[names[j]]
-        if not val_groups and target > 0 and len(names) > 1:
-            val_groups.add(min(names, key=lambda g: counts[g]))
-        va = np.array([i for i, g in enumerate(groups) if g in val_groups], dtype=int)
-        tr = np.array([i for i, g in enumerate(groups) if g not in val_groups], dtype=int)
-    else:
-        tr, va = split_indices(len(everything), data.validation_fraction, seed)
-    if data.validation_fraction > 0 and len(va) == 0:
-        raise no_validation(len(everything), f"records{f' ({len(set(groups))} groups)' if group_field else ''}",
-                            data.validation_fraction)
-    with quiet_datasets():
-        train, validation = everything.select(tr), everything.select(va)
-    stats = {"sources": per_source, "removed_duplicates": n_dup, "train_records": len(train),
+        return ds
+
+    got = gather_records(data, seed, shape=shape, key=lambda r: [r[f] for f in fields], split="pooled",
+                         group_field=group_field, keep=("_source", "_record"))
+    train, validation = got.train, got.validation
+    stats = {"sources": got.loaded, "removed_duplicates": got.removed_duplicates, "train_records": len(train),
              "validation_records": len(validation)}
     if group_field:
         stats["split_by"] = group_field

@@ -1,8 +1,10 @@
 """Tasks: what a run trains, one module each, registered by name (`task:` in a recipe).
 
-A task owns its recipe section (a dataclass and its defaults), its checks across sections, the Auto
-class it builds and loads, peft's task type, data preparation (train/validation datasets plus the
-rows of the data report), its collator, its TrainingArguments defaults and its evaluation hooks.
+A task is four narrow parts: its data (recipe section, checks across sections, records -> tokenized
+train/validation data, collator and the data report), its model (the Auto class it builds or loads,
+its head, peft's task type), its trainer (arguments class and defaults, trainer, the summary rows and
+the metric keys the run report shows or hides) and its use of a saved run (pipeline, prompt format,
+evaluation inputs).
 The run (`hfkit.run.train`) calls these in order and never asks which task it is running.
 
 Adding a task is one module in this package (found at import): a `Task` subclass with `@register`.
@@ -54,26 +56,13 @@ class PromptFormat:
         return self.template.extract_answer(generated)
 
 
-class Task:
-    """The interface every task implements (defaults here suit a causal LM)."""
-    name: ClassVar[str]
+class TaskData:
+    """The data part of a task: its recipe section, checks, and records -> model inputs."""
     section: ClassVar[str | None] = None  # the recipe section this task owns (e.g. "sft")
     config_class: ClassVar[type | None] = None  # its dataclass
-    auto_class: ClassVar[str] = "AutoModelForCausalLM"  # what the run builds or loads
-    peft_task_type: ClassVar[str | None] = "CAUSAL_LM"
-    pipeline_tag: ClassVar[str] = "text-generation"  # for model cards
-    pipeline_task: ClassVar[str | None] = "text-generation"  # transformers.pipeline's name for it, where it has one
-    architectures: ClassVar[tuple[str, ...]] = ("gpt2", "llama")  # model.architecture presets it builds
-    causal: ClassVar[bool] = True  # left-to-right LM: perplexity, generation, in-context evaluation apply
-    generates: ClassVar[bool] = False  # has held-out generations to score (`eval.metrics`)
-    # what the run's results table reports (hfkit.evaluation.run_report): the validation perplexity (the
-    # first of these keys logged), and logged figures that are diagnostics, not scores (metrics.json only)
-    perplexity_keys: ClassVar[tuple[str, ...]] = ("eval_perplexity",)
-    diagnostics: ClassVar[tuple[str, ...]] = ()
 
-    # --- checks, before any work
     def check(self, recipe: "Recipe") -> None:
-        """Checks across sections that concern this task (the recipe is otherwise valid)."""
+        """Checks across sections that concern this task (the recipe is otherwise valid), before any work."""
 
     def sequence_length(self, recipe: "Recipe") -> tuple[int, str]:
         """The longest sequence the task trains on, and the recipe key that sets it."""
@@ -88,7 +77,6 @@ class Task:
         if tokenizer.eos_token is None:
             raise HfkitError(f"tokenizer '{where}' has no eos_token, needed to separate documents")
 
-    # --- the run, in order
     def load(self, recipe: "Recipe", seed: int) -> Any:
         """Read the data (no tokenization yet): a corpus, records..."""
         raise NotImplementedError
@@ -97,22 +85,39 @@ class Task:
         """Texts to train a tokenizer on when the recipe has none (the training split)."""
         raise NotImplementedError
 
-    def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
-        """Adjust tokenizer and model before the adapter is applied (chat template, new tokens); `data`
-        is what `load` returned."""
-
     def prepare(self, recipe: "Recipe", tokenizer, model, data: Any, seed: int) -> Prepared:
         """Tokenized train/validation data, collator and report. `model` is None for a data report."""
         raise NotImplementedError
+
+
+class TaskModel:
+    """The model part of a task: the Auto class it builds or loads, its head, peft's task type."""
+    auto_class: ClassVar[str] = "AutoModelForCausalLM"  # what the run builds or loads
+    peft_task_type: ClassVar[str | None] = "CAUSAL_LM"
+    architectures: ClassVar[tuple[str, ...]] = ("gpt2", "llama")  # model.architecture presets it builds
+    causal: ClassVar[bool] = True  # left-to-right LM: perplexity, generation, in-context evaluation apply
+
+    def model_class(self, recipe: "Recipe") -> str:
+        """The transformers Auto class the run builds or loads (a recipe setting may change it)."""
+        return self.auto_class
 
     def model_overrides(self, recipe: "Recipe", data: Any, tokenizer) -> dict:
         """Config fields the task's head needs (num_labels, id2label...); `data` and `tokenizer` are
         None when the model is only checked before any data is read."""
         return {}
 
-    def model_class(self, recipe: "Recipe") -> str:
-        """The transformers Auto class the run builds or loads (a recipe setting may change it)."""
-        return self.auto_class
+    def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
+        """Adjust tokenizer and model before the adapter is applied (chat template, new tokens); `data`
+        is what `load` returned."""
+
+
+class TaskTrainer:
+    """The trainer part of a task: its arguments class and defaults, its trainer, and what the run's
+    report shows of the training logs (the summary rows, the perplexity key, the figures it hides)."""
+    # what the run's results table reports (hfkit.evaluation.run_report): the validation perplexity (the
+    # first of these keys logged), and logged figures that are diagnostics, not scores (metrics.json only)
+    perplexity_keys: ClassVar[tuple[str, ...]] = ("eval_perplexity",)
+    diagnostics: ClassVar[tuple[str, ...]] = ()
 
     def training_defaults(self, recipe: "Recipe") -> dict:
         """TrainingArguments defaults of this task (the recipe's `training` section wins)."""
@@ -148,17 +153,28 @@ class Task:
         at the start and at the end of training)."""
         return {}
 
-    # --- using a saved run
+
+class TaskUse:
+    """The part of a task that uses a saved run: pipelines and cards, chat and serving, evaluation."""
+    pipeline_tag: ClassVar[str] = "text-generation"  # for model cards
+    pipeline_task: ClassVar[str | None] = "text-generation"  # transformers.pipeline's name for it, where it has one
+    generates: ClassVar[bool] = False  # has held-out generations to score (`eval.metrics`)
+
     def prompt_format(self, recipe: "Recipe") -> PromptFormat | None:
         """The run's own single-turn prompt format, for chat and serving without a chat template (None:
         the task has none)."""
         return None
 
-    # --- evaluation of a saved run
     def generation_inputs(self, recipe: "Recipe", records, tokenizer, where: str, model_path: str):
         """Prompts and references for `hfkit eval bleu|...` on a run of this task without --template."""
         raise HfkitError(f"'{model_path}' was trained by a {recipe.task} recipe, which has no prompt format: "
                          f"give --template and --target-field")
+
+
+class Task(TaskData, TaskModel, TaskTrainer, TaskUse):
+    """A task: its four narrow parts (defaults here suit a causal LM). Each caller reads only the part it
+    needs: the job all four, the run report `TaskTrainer`, cards, chat and eval `TaskUse`."""
+    name: ClassVar[str]
 
 
 TASKS: dict[str, Task] = {}

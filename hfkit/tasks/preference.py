@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from datasets import Dataset, concatenate_datasets
 
-from ..data.corpus import concat_sources, deduplicate, split_by_source
+from ..data.records import gather_records
 from ..data.preferences import check_preferences
-from ..data.sources import load_records, quiet_datasets, source_label, source_where
+from ..data.sources import quiet_datasets, source_label
 from ..errors import HfkitError
 from . import Prepared, Task, register
 
@@ -268,11 +268,11 @@ class TrlTask(Task):
         return _trainer(self.trl_trainer)
 
     def load(self, recipe: "Recipe", seed: int) -> PreferenceRecords:
+        """The one record pipeline (hfkit.data.records): map fields, one format per run, dedup, split per source."""
         cfg, data = recipe.task_config, recipe.data
-        datasets, fmt, sampled = [], None, {}
-        for src in data.sources:
-            where = source_where(src)
-            ds = load_records(src)
+        fmt, sampled = [], {}
+
+        def shape(ds: Dataset, src, where: str) -> Dataset:
             if getattr(src, "rejected", None) == "on_policy":  # the policy's own worst samples replace the hard negatives
                 ds, report = on_policy_rejections(ds, src.policy, src.num_samples)
                 sampled[source_label(src)] = report
@@ -284,23 +284,20 @@ class TrlTask(Task):
             with quiet_datasets():
                 ds = ds.rename_columns(renames) if renames else ds
             found = check_preferences(ds, where, self.records_kind)
-            if fmt is not None and found != fmt:
+            if fmt and found != fmt[0]:
                 raise HfkitError(f"{where}: {found['style']} records with {found['prompt']} prompt, but data.sources.0 "
-                                 f"has {fmt['style']} with {fmt['prompt']} prompt (one format per run)")
-            fmt = found
-            datasets.append(ds)
-        labels, everything = concat_sources(data.sources, datasets)
+                                 f"has {fmt[0]['style']} with {fmt[0]['prompt']} prompt (one format per run)")
+            fmt[:] = [found]
+            return ds
+
+        got = gather_records(data, seed, shape=shape,
+                             key=lambda r: [r[k] for k in ("prompt", "chosen", "rejected") if k in r])
         with quiet_datasets():
-            keyed = everything.map(lambda b: {"text": [repr([b[k][j] for k in ("prompt", "chosen", "rejected") if k in b])
-                                                       for j in range(len(b["_src"]))]}, batched=True)
-            deduped, n_dup = deduplicate(keyed, data.dedup)
-            deduped = deduped.remove_columns("text")
-        train, validation, counts = split_by_source(deduped, labels, data.validation_fraction, seed, "records")
-        with quiet_datasets():
-            train_all = concatenate_datasets(list(train.values())).shuffle(seed=seed)
-        stats = {"format": fmt, "removed_duplicates": n_dup, "sources": counts, "train_records": len(train_all),
-                 "validation_records": len(validation), **({"on_policy": sampled} if sampled else {})}
-        return PreferenceRecords(train_all, validation if len(validation) else None, stats)
+            train_all = concatenate_datasets(list(got.train.values())).shuffle(seed=seed)
+        stats = {"format": fmt[0], "removed_duplicates": got.removed_duplicates, "sources": got.counts,
+                 "train_records": len(train_all), "validation_records": len(got.validation),
+                 **({"on_policy": sampled} if sampled else {})}
+        return PreferenceRecords(train_all, got.validation if len(got.validation) else None, stats)
 
     def setup(self, recipe: "Recipe", tokenizer, model, data: Any = None) -> None:
         """Conversational records go through the tokenizer's chat template: ChatML where it has none

@@ -18,8 +18,8 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
-from ..data.corpus import concat_sources, deduplicate, sample_mixture, split_by_source
-from ..data.sources import load_records, quiet_datasets, source_where
+from ..data.corpus import sample_mixture
+from ..data.records import gather_records
 from ..data.templates import (Template, builtin_templates, chat_stop_ids, check_chat, choose_template,
                               setup_chat_template)
 from ..errors import HfkitError
@@ -248,25 +248,16 @@ class SftRecords:
 
 
 def load_sft_records(recipe: "Recipe", seed: int) -> SftRecords:
-    """Load, map, dedup and split every source."""
+    """The one record pipeline (hfkit.data.records): map fields, check every record, dedup, split per source."""
     cfg, data = recipe.task_config, recipe.data
     templates = recipe_templates(cfg)
-    labels, everything = concat_sources(data.sources, [map_fields(load_records(src), cfg, templates, source_where(src))
-                                                       for src in data.sources])
-    with quiet_datasets():
-        everything = everything.add_column("_index", list(range(len(everything))))
-        keyed = everything.map(lambda b: {"text": [repr(sorted((k, v) for k, v in r.items() if k[0] != "_"))
-                                                    for r in _rows(b)]}, batched=True)
-        deduped, n_dup = deduplicate(keyed, data.dedup)
-        deduped = deduped.remove_columns("text")
-    validate_records(everything, cfg, templates, seed)
-    if len(deduped) == 0:
-        raise HfkitError("data: no records")
-    train, validation, counts = split_by_source(deduped, labels, data.validation_fraction, seed, "records")
+    got = gather_records(data, seed, shape=lambda ds, src, where: map_fields(ds, cfg, templates, where),
+                         key=lambda r: sorted((k, v) for k, v in r.items() if k[0] != "_"),
+                         check=lambda everything: validate_records(everything, cfg, templates, seed), keep=("_index",))
     per_source = {k: {"records": c["total"], "train": c["train"], "validation": c["validation"]}
-                  for k, c in counts.items()}
-    validation = validation if len(validation) else None
-    return SftRecords(train, validation, {"removed_duplicates": n_dup, "sources": per_source})
+                  for k, c in got.counts.items()}
+    validation = got.validation if len(got.validation) else None
+    return SftRecords(got.train, validation, {"removed_duplicates": got.removed_duplicates, "sources": per_source})
 
 
 def _rows(batch: dict) -> list[dict]:
@@ -463,7 +454,9 @@ class SupervisedFineTuning(Task):
             if cfg.packing_strategy == "bfd":
                 data.train, data.stats["packing"] = pack_examples(data.train, cfg.max_length)
             # what the rows still waste, over one shuffled epoch of this run's batches
-            batch = recipe.training.get("per_device_train_batch_size", 8)
+            from ..training.arguments import resolved
+
+            batch = resolved(recipe.training, self.training_defaults(recipe)).per_device_train_batch_size
             data.stats["filler_fraction"] = round(filler_fraction(sft_collator(cfg, tokenizer, model), data.train,
                                                                   batch, seed), 4)
         chat = cfg.format == "chat"
