@@ -118,3 +118,32 @@ def test_random_init_twin_takes_the_checkpoints_config_and_tokenizer_but_not_its
     wa, wb = load_file(run_dir / "model.safetensors"), load_file(out / "model.safetensors")
     assert wa.keys() == wb.keys() and not any(torch.allclose(wa[k], wb[k]) for k in wa if wa[k].dim() == 2)
     assert json.loads((out / ".hfkit.json").read_text())["base_model"] is None  # no pretrained base to credit
+
+
+def test_report_to_trackio_logs_the_runs_metrics_offline_under_the_runs_name(tmp_path):
+    """`report_to: [trackio]` (Hugging Face's local-first tracker, through transformers' TrackioCallback):
+    the run's logged losses land in trackio's local store, offline, under the run folder's name."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("trackio")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRACKIO_DIR": str(tmp_path / "trackio")}
+    out = tmp_path / "tracked-run"
+    p = subprocess.run([sys.executable, "-m", "hfkit", "train", "clm_pretrain", "model.hidden_size=32",
+                        "model.num_layers=1", "model.num_heads=2", "tokenizer.vocab_size=300", "max_steps=10",
+                        "logging_steps=5", "eval_steps=5", f"output_dir={out}", "report_to=[trackio]",
+                        "project=hfkit-test"], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    read = ("import json; from trackio.sqlite_storage import SQLiteStorage as S; "
+            "print(json.dumps({'runs': S.get_runs('hfkit-test'), 'logs': S.get_logs('hfkit-test', 'tracked-run')}))")
+    got = json.loads(subprocess.run([sys.executable, "-c", read], capture_output=True, text=True, env=env,
+                                    check=True).stdout)
+    assert got["runs"] == ["tracked-run"]
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    want = [(r["step"], r["loss"]) for r in logged if "loss" in r]
+    tracked = [(r["train/global_step"], r["train/loss"]) for r in got["logs"] if "train/loss" in r]
+    assert len(want) == 2 and [s for s, _ in tracked] == [s for s, _ in want]
+    assert [v for _, v in tracked] == pytest.approx([v for _, v in want])
+    assert [r["eval/loss"] for r in got["logs"] if "eval/loss" in r] == pytest.approx(
+        [r["eval_loss"] for r in logged if "eval_loss" in r])

@@ -12,16 +12,14 @@ import os
 from ..errors import HfkitError
 from ..schema import check_fields, one_line
 
-# hfkit's defaults for TrainingArguments; a task adds its own, and the recipe's `training` section wins.
+# hfkit's defaults where they differ from TrainingArguments' own (those are read from the class, never
+# repeated here); a task adds its own, and the recipe's `training` section wins.
 TRAINING_DEFAULTS = {
     "report_to": "none",
     "logging_steps": 10,
     "eval_strategy": "steps",
     "eval_steps": 100,
-    "save_strategy": "steps",
-    "save_steps": 500,
     "save_total_limit": 2,
-    "seed": 42,
     "ddp_find_unused_parameters": False,  # every parameter takes part in the loss; True costs a graph walk per step
     "dataloader_pin_memory": False,  # set per run: only useful (and warning-free) with a GPU
     "include_num_input_tokens_seen": "non_padding",  # tokens trained on, for tokens/s in every run's metrics
@@ -43,6 +41,32 @@ def training_keys() -> frozenset[str]:
     from transformers import Seq2SeqTrainingArguments
 
     return frozenset(f.name for f in dataclasses.fields(Seq2SeqTrainingArguments) if f.init) | frozenset(HFKIT_KEYS)
+
+
+def class_defaults(args_class: type | None = None) -> dict:
+    """Every init field of the arguments class (default Seq2SeqTrainingArguments) with its own default."""
+    if args_class is None:
+        from transformers import Seq2SeqTrainingArguments as args_class
+    out = {}
+    for f in dataclasses.fields(args_class):
+        if f.init:
+            out[f.name] = (f.default if f.default is not dataclasses.MISSING else
+                           f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    return out
+
+
+def default(name: str):
+    """TrainingArguments' default of one field, as hfkit runs it (hfkit's own where it has one)."""
+    return TRAINING_DEFAULTS[name] if name in TRAINING_DEFAULTS else class_defaults()[name]
+
+
+def resolved(training: dict, task_defaults: dict, args_class: type | None = None):
+    """The run's training settings, typed and read without building the arguments (which would set up
+    devices): the class's own defaults, hfkit's, the task's, the recipe's, in that order of precedence."""
+    import types
+
+    return types.SimpleNamespace(**{**class_defaults(args_class), **TRAINING_DEFAULTS, **task_defaults,
+                                    **{k: v for k, v in training.items() if k not in HFKIT_KEYS}})
 
 
 def validate_training_args(training: dict) -> dict:
@@ -92,6 +116,8 @@ def training_arguments(training: dict, task_defaults: dict, has_validation: bool
         kw["bf16"] = not kw.get("fp16") and resolve_bf16()[0]
     if output_dir is not None:
         kw["output_dir"] = output_dir
+    if not kw.get("run_name") and training.get("output_dir"):  # trackio, wandb, mlflow: the run's folder name
+        kw["run_name"] = os.path.basename(os.path.normpath(training["output_dir"]))
     if not has_validation and "eval_strategy" not in training:
         kw["eval_strategy"] = "no"
     kw.setdefault("eval_on_start", has_validation)  # the "before" figure, measured inside train()
@@ -155,7 +181,7 @@ def check_training(training: dict, task_defaults: dict, args_class: type | None 
     if training.get("max_steps", -1) == 0 or training.get("max_steps", -1) < -1:
         raise HfkitError(f"recipe key 'training.max_steps' must be > 0 (or -1: train num_train_epochs), "
                          f"got {training['max_steps']}")
-    if training.get("max_steps", -1) == -1 and training.get("num_train_epochs", 3.0) <= 0:
+    if training.get("max_steps", default("max_steps")) == -1 and training.get("num_train_epochs", default("num_train_epochs")) <= 0:
         raise HfkitError(f"recipe key 'training.num_train_epochs' must be > 0, got {training['num_train_epochs']}")
     for key in ("eval_steps", "save_steps"):
         if key in training and training[key] is not None and training[key] <= 0:

@@ -1,0 +1,35 @@
+"""`hfkit serve RUN [RUN ...]`: an OpenAI-compatible server for run folders, adapter runs and Hub ids."""
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import number
+
+
+def register(sub) -> None:
+    s = sub.add_parser("serve", help="serve runs over an OpenAI-compatible HTTP API (/v1/chat/completions, "
+                                     "/v1/completions, /v1/models)")
+    s.add_argument("models", nargs="+", metavar="RUN", help="run folder, adapter run or cached Hub id (a folder is "
+                                                            "served under its name)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=number(int, min=0, max=65535), default=8000, help="port (default 8000)")
+    s.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other than loopback (needs the API key in HFKIT_API_KEY)")
+    s.set_defaults(handler=run_serve)
+
+
+def run_serve(args) -> int:
+    from ..serving import API_KEY_ENV, check_bind, load_served, make_app
+
+    api_key = os.environ.get(API_KEY_ENV) or None
+    check_bind(args.host, args.allow_remote, api_key)  # before any model is loaded
+    import uvicorn
+
+    served = load_served(args.models)
+    app = make_app(served, api_key)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"hfkit serve: http://{host}:{args.port}/v1 (models: {', '.join(served)})"
+          f"{'; API key required' if api_key else ''}; Ctrl-C stops", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
