@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install browser demo test test-slow bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,7 +19,13 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/hfkit train clm_pretrain overwrite_output_dir=true
 
-test: install
+# the UI test drives Debian's chromium with Playwright (Playwright's own browser download needs the internet)
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } || \
+	  echo "make: could not install chromium (apt-get install chromium, as root): the UI test will fail"
+
+test: install browser
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 

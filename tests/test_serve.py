@@ -46,25 +46,8 @@ def start(models, env_extra=None, port=None):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_run):
-    import hfkit
-
-    t = tmp_path_factory.mktemp("serve")
-    chats = t / "chats.jsonl"
-    chats.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": r["instruction"]},
-                                                        {"role": "assistant", "content": r["output"]}]}) for r in MEMO))
-    instr = t / "instr.jsonl"
-    instr.write_text("\n".join(json.dumps(r) for r in MEMO))
-    hfkit.train("sft", _sft_overrides(chats, t / "chat", ["max_steps=150", "sft.format=chat"]), quiet=True)
-    base = tiny_run[0]
-    hfkit.train("sft", [f"model.name_or_path={base}", "data.sources.0.kind=json", f"data.sources.0.path={instr}",
-                        "data.validation_fraction=0", "sft.max_length=64", f"output_dir={t / 'lora'}",
-                        "learning_rate=3e-3", "warmup_steps=0", "save_strategy=no", "generate.prompts=[]",
-                        "per_device_train_batch_size=6", "max_steps=40", "adapter.method=lora", "adapter.r=8",
-                        "sft.templates=[{prompt: 'Q: {{ instruction }} A:', answer: ' {{ output }}', name: qa}]"],
-                quiet=True)
-    assert (t / "lora" / "adapter_config.json").exists() and not (t / "lora" / "chat_template.jinja").exists()
-    return t / "chat", t / "lora"
+def runs(chat_runs):
+    return chat_runs
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from . import data, doctor, eval, generate, model, pipeline, prompts, rag, scaling, serve, tokenizer, train
+from . import data, doctor, eval, generate, model, pipeline, prompts, rag, scaling, serve, tokenizer, train, ui
 from ..io import is_main_rank
 from .common import Parser, UsageError, subcommands
 
-COMMAND_MODULES = (train, data, tokenizer, eval, generate, serve, prompts, rag, pipeline, model, scaling, doctor)
+COMMAND_MODULES = (train, data, tokenizer, eval, generate, serve, ui, prompts, rag, pipeline, model, scaling, doctor)
 
 
 def build_parser() -> Parser:

@@ -1,0 +1,39 @@
+"""`hfkit ui [RUN ...]`: a local web UI (Gradio): chat with runs side by side, and the runs page."""
+from __future__ import annotations
+
+import sys
+
+from .common import number
+
+
+def register(sub) -> None:
+    u = sub.add_parser("ui", help="a local web UI: chat with runs (side by side with another run or the base), "
+                                  "and every run's metrics, loss curve and eval reports")
+    u.add_argument("runs", nargs="*", metavar="RUN", help="run folders (or cached Hub ids) to chat with")
+    u.add_argument("--runs-dir", action="append", default=[], metavar="DIR",
+                   help="a folder whose run folders the runs page lists (repeatable; default: runs/ if it exists)")
+    u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    u.add_argument("--port", type=number(int, min=0, max=65535), default=7860, help="port (default 7860)")
+    u.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other than loopback (needs a password in HFKIT_API_KEY, user 'hfkit')")
+    u.set_defaults(handler=run_ui)
+
+
+def run_ui(args) -> int:
+    from pathlib import Path
+
+    from ..errors import HfkitError
+    from ..ui import build, check_bind
+
+    password = check_bind(args.host, args.allow_remote)  # before any model is loaded
+    for d in args.runs_dir:
+        if not Path(d).is_dir():
+            raise HfkitError(f"--runs-dir: no such folder: {d}")
+    folders = args.runs_dir or (["runs"] if Path("runs").is_dir() else [])
+    if not args.runs and not folders:
+        raise HfkitError("give run folders to chat with, or --runs-dir DIR to list runs")
+    app = build(args.runs, folders)
+    print(f"hfkit ui: http://{args.host}:{args.port}/ ; Ctrl-C stops", file=sys.stderr, flush=True)
+    app.launch(server_name=args.host, server_port=args.port, share=False, inbrowser=False, quiet=True,
+               show_error=True, auth=("hfkit", password) if password else None)
+    return 0
