@@ -191,6 +191,27 @@ def _loading_snippet(spec, adapter: bool, repo_id: str, base: str | None) -> str
     return loader + "\n" + tok
 
 
+def _use_section(run: Path, spec, repo_id: str) -> str:
+    """How to talk to it: a chat run (its tokenizer has a chat template) through `apply_chat_template`
+    and, for any run that converses, `hfkit chat` / `hfkit serve` on the downloaded folder."""
+    if not spec.causal:
+        return ""
+    template = (run / "chat_template.jinja").is_file() or "chat_template" in _read_json(run / "tokenizer_config.json")
+    if not template:
+        return ""
+    return f"""
+## Chat
+```python
+messages = [{{"role": "user", "content": "Hello!"}}]
+inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+out = model.generate(**inputs, max_new_tokens=64)
+print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
+Or, with hfkit, on the downloaded folder: `hfkit chat FOLDER`, or an OpenAI-compatible server with
+`hfkit serve FOLDER` (then `OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="-")`).
+"""
+
+
 def model_card(run: Path, repo_id: str, base_model: str | None = None) -> str:
     """README.md with Hub metadata (base_model, library_name, tags, datasets, pipeline_tag, model-index)
     and a body: how it was trained, how to load it (right for the task and for adapters), results."""
@@ -238,6 +259,7 @@ Trained with [hfkit](https://pypi.org/project/hfkit/) (`task: {task_name}`, `ada
 {loader}
 ```
 
+{_use_section(run, spec, repo_id)}
 ## Evaluation
 | metric | data | value |
 |---|---|---|

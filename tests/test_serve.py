@@ -224,3 +224,30 @@ def test_two_runs_of_one_name_are_refused(tmp_path, runs):
     p = subprocess.run([sys.executable, "-m", "hfkit", "serve", str(runs[0]), str(other)], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2 and "would both be served as model 'chat'" in p.stderr
+
+
+def test_a_chat_run_end_to_end_pushed_dry_run_with_a_card_whose_chat_snippet_answers(runs, server, tmp_path):
+    """Trained (the fixture), served and answered through the openai client (above), pushed with
+    --dry-run: the card's loading and chat snippets, run in a fresh process on the folder, give the
+    served answer."""
+    import re
+    import shutil
+
+    client, _ = server
+    run = tmp_path / "chat"
+    shutil.copytree(runs[0], run)
+    p = subprocess.run([sys.executable, "-m", "hfkit", "push", str(run), "--repo-id", "someone/tiny-chat", "--dry-run"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr
+    card = (run / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+    assert len(blocks) == 2 and "apply_chat_template" in blocks[1] and "hfkit serve" in card
+    message = MEMO[2]["instruction"]
+    code = (blocks[0] + blocks[1]).replace('"someone/tiny-chat"', repr(str(run))).replace('"Hello!"', repr(message))
+    code = code.replace("max_new_tokens=64", f"max_new_tokens={MAX}")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    served = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": message}],
+                                            temperature=0, max_tokens=MAX).choices[0].message.content
+    assert out.stdout.strip() == served == MEMO[2]["output"]
