@@ -199,10 +199,10 @@ def _use_section(run: Path, spec, repo_id: str) -> str:
     template = (run / "chat_template.jinja").is_file() or "chat_template" in _read_json(run / "tokenizer_config.json")
     if not template:
         return ""
-    return f"""
+    return """
 ## Chat
 ```python
-messages = [{{"role": "user", "content": "Hello!"}}]
+messages = [{"role": "user", "content": "Hello!"}]
 inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
 out = model.generate(**inputs, max_new_tokens=64)
 print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))

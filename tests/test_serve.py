@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from test_sft import MEMO, _sft_overrides
+from test_sft import MEMO
 
 openai = pytest.importorskip("openai")  # a dev dependency: installed by `make test`
 
