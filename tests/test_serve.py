@@ -251,3 +251,23 @@ def test_a_chat_run_end_to_end_pushed_dry_run_with_a_card_whose_chat_snippet_ans
     served = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": message}],
                                             temperature=0, max_tokens=MAX).choices[0].message.content
     assert out.stdout.strip() == served == MEMO[2]["output"]
+
+
+def test_a_cached_hub_id_is_served_under_its_id_offline(runs, tmp_path):
+    """A model in the local Hub cache (laid out as the Hub's, `hfkit hub import`) served by its id with
+    HF_HUB_OFFLINE=1; its chat template answers as the run folder it came from."""
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "hfkit", "hub", "import", str(runs[0]), "--repo-id", "acme/tiny-chat"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert p.returncode == 0, p.stderr
+    proc, port = start(["acme/tiny-chat"], env)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list()] == ["acme/tiny-chat"]
+        assert client.models.retrieve("acme/tiny-chat").id == "acme/tiny-chat"
+        r = client.chat.completions.create(model="acme/tiny-chat", temperature=0, max_tokens=MAX,
+                                           messages=[{"role": "user", "content": MEMO[2]["instruction"]}])
+        assert r.choices[0].message.content == expected_chat(runs[0], MEMO[2]["instruction"])[0] == MEMO[2]["output"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
