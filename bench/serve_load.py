@@ -2,7 +2,7 @@
 C at a time, greedy; prints requests/s, latency percentiles and tokens/s, and the same requests one at a
 time for comparison (one run, side by side).
 
-    python bench/serve_load.py RUN [--requests 50] [--concurrency 8] [--max-tokens 16]
+    python bench/serve_load.py RUN [--requests 50] [--concurrency 8] [--max-tokens 16] [--completions]
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--completions", action="store_true", help="/v1/completions (a run that does not chat)")
     a = ap.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,8 +48,12 @@ def main() -> None:
 
         def ask(i):
             t = time.perf_counter()
-            r = client.chat.completions.create(model=name, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-                                               temperature=0, max_tokens=a.max_tokens)
+            if a.completions:
+                r = client.completions.create(model=name, prompt=PROMPTS[i % len(PROMPTS)], temperature=0,
+                                              max_tokens=a.max_tokens)
+            else:
+                r = client.chat.completions.create(model=name, temperature=0, max_tokens=a.max_tokens,
+                                                   messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
             return time.perf_counter() - t, r.usage.completion_tokens
 
         ask(0)  # warm up

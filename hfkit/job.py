@@ -57,6 +57,13 @@ def adapt(recipe: Recipe, task: Task, model, tokenizer):
     if limit is not None and length + extra > limit:
         key = f"{key} + adapter.num_virtual_tokens" if extra else key
         raise HfkitError(f"recipe key '{key}'={length + extra} exceeds the model's maximum positions ({limit})")
+    if recipe.model.quantization:  # QLoRA: norms in fp32, inputs that carry gradients (peft's preparation)
+        from peft import prepare_model_for_kbit_training
+
+        settings = training_settings(recipe)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(settings.gradient_checkpointing),
+            gradient_checkpointing_kwargs=settings.gradient_checkpointing_kwargs)
     return apply_adapter(model, recipe.adapter, tokenizer, task.peft_task_type, recipe.training.get("max_steps"))
 
 

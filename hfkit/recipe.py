@@ -343,6 +343,9 @@ def _check_recipe(r: Recipe, task: Task) -> None:
     if r.adapter.is_peft and not r.model.name_or_path:
         raise HfkitError(f"adapter.method={r.adapter.method} needs a pretrained base: set model.name_or_path "
                          f"(a run folder such as runs/clm_pretrain, or a Hub id)")
+    if r.model.quantization and not r.adapter.is_peft:
+        raise HfkitError("recipe key 'model.quantization' loads the base in 4/8 bits, whose weights cannot be trained: "
+                         "train an adapter on it (adapter.method=lora: QLoRA)")
     if r.eval.metrics and not task.generates:
         raise HfkitError(f"recipe key 'eval.metrics' scores generations of held-out records, which task {r.task} "
                          f"does not make")

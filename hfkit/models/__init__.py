@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from transformers import (AutoModelForCausalLM, BartConfig, BertConfig, GPT2Config, LlamaConfig,
                           PretrainedConfig, PreTrainedModel, T5Config)
@@ -32,6 +32,10 @@ class ModelConfig:
     vocab_size: Optional[int] = None  # default: the tokenizer's size
     tie_word_embeddings: bool = True
     attn_implementation: Optional[str] = None  # eager | sdpa | flash_attention_2 ...
+    # how from_pretrained loads a checkpoint, in transformers' own words
+    dtype: Optional[str] = None  # auto | float32 | bfloat16 | float16 (default: float32)
+    device_map: Any = None  # auto | cpu | cuda:0 | {module: device}: accelerate's placement
+    quantization: dict = field(default_factory=dict)  # BitsAndBytesConfig fields: load_in_4bit, bnb_4bit_quant_type...
     extra: dict = field(default_factory=dict)  # any other config field, passed through
 
     def validate(self, prefix: str) -> None:
@@ -40,9 +44,69 @@ class ModelConfig:
         for key in ("num_layers", "num_heads", "hidden_size", "max_position_embeddings"):
             if getattr(self, key) < 1:
                 raise HfkitError(f"recipe key '{prefix}.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise HfkitError(f"recipe key '{prefix}.dtype'={self.dtype!r}: one of {', '.join(DTYPES)}")
+        if self.device_map is not None and not isinstance(self.device_map, (str, dict)):
+            raise HfkitError(f"recipe key '{prefix}.device_map' expects a string (auto, cpu, cuda:0) or a mapping of "
+                             f"modules to devices, got {self.device_map!r}")
+        if self.quantization:
+            if not self.name_or_path:
+                raise HfkitError(f"recipe key '{prefix}.quantization' loads a checkpoint in 4 or 8 bits: set "
+                                 f"{prefix}.name_or_path (a model built from scratch is not quantized)")
+            quantization_config(self.quantization, f"{prefix}.quantization")
         if self.name_or_path is None and self.architecture not in CLASSIC and self.hidden_size % self.num_heads:
             raise HfkitError(f"recipe key '{prefix}.hidden_size'={self.hidden_size} is not divisible by "
                              f"{prefix}.num_heads={self.num_heads}")
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def quantization_config(fields: dict, where: str = "model.quantization"):
+    """`transformers.BitsAndBytesConfig` from the recipe's fields, checked against the class's own
+    parameters and its own value checks; bitsandbytes must be installed."""
+    import difflib
+    import importlib.util
+    import inspect
+
+    from transformers import BitsAndBytesConfig
+
+    known = [n for n in inspect.signature(BitsAndBytesConfig.__init__).parameters if n not in ("self", "kwargs")]
+    for key in fields:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise HfkitError(f"recipe key '{where}.{key}' is not a BitsAndBytesConfig field"
+                             + (f" (did you mean '{close[0]}'?)" if close else f" (fields: {', '.join(known)})"))
+    if not (fields.get("load_in_4bit") or fields.get("load_in_8bit")):
+        raise HfkitError(f"recipe section '{where}' quantizes nothing: set load_in_4bit: true (QLoRA) or "
+                         f"load_in_8bit: true")
+    if fields.get("bnb_4bit_quant_type", "fp4") not in ("nf4", "fp4"):
+        raise HfkitError(f"recipe key '{where}.bnb_4bit_quant_type'={fields['bnb_4bit_quant_type']!r}: one of nf4 "
+                         f"(QLoRA's), fp4")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise HfkitError(f"recipe section '{where}' needs the bitsandbytes package, which is not installed "
+                         f"(pip install bitsandbytes)")
+    try:
+        return BitsAndBytesConfig(**fields)
+    except (ValueError, TypeError) as e:
+        raise HfkitError(f"recipe section '{where}': {str(e).splitlines()[0][:300]}") from None
+
+
+def loading_kwargs(cfg: "ModelConfig") -> dict:
+    """What from_pretrained takes from the recipe's model section: attn_implementation, dtype,
+    device_map and the quantization config."""
+    import torch
+
+    kw: dict = {}
+    if cfg.attn_implementation:
+        kw["attn_implementation"] = cfg.attn_implementation
+    if cfg.dtype:
+        kw["dtype"] = cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+    if cfg.device_map is not None:
+        kw["device_map"] = cfg.device_map
+    if cfg.quantization:
+        kw["quantization_config"] = quantization_config(cfg.quantization)
+    return kw
 
 
 def _special_ids(tokenizer) -> dict:
@@ -200,10 +264,11 @@ def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM,
                 config_overrides: dict | None = None) -> PreTrainedModel:
     """From scratch (`auto_class.from_config`) or from `cfg.name_or_path`; the task names the Auto class
     and the config fields its head needs (`config_overrides`: labels and their names)."""
-    kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    kw = loading_kwargs(cfg)
+    scratch = {k: v for k, v in kw.items() if k in ("attn_implementation", "dtype") and v != "auto"}
     if cfg.name_or_path and cfg.random_init:  # the checkpoint's architecture and sizes, untrained
         config = with_overrides(config_for_recipe(cfg), config_overrides)
-        return auto_class_for(config, auto_class).from_config(config, **kw)
+        return auto_class_for(config, auto_class).from_config(config, **scratch)
     if cfg.name_or_path:
         model = load_model(cfg.name_or_path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
                            auto_class=auto_class, **kw, **(config_overrides or {}))
@@ -214,7 +279,7 @@ def build_model(cfg: ModelConfig, tokenizer, auto_class=AutoModelForCausalLM,
             )
         return model
     config = with_overrides(model_config(cfg, tokenizer), config_overrides)
-    return auto_class_for(config, auto_class).from_config(config, **kw)
+    return auto_class_for(config, auto_class).from_config(config, **scratch)
 
 
 def max_positions(config: PretrainedConfig) -> int | None:
