@@ -1,7 +1,8 @@
 """Fine-tuning a checkpoint that barely fits, at real size: a Llama-3.2-1B-shaped model (random weights,
 the real config's shape: 16 layers x 2048, 32 heads / 8 KV heads, MLP 8192, vocabulary 128,256, tied
 embeddings; 1.24B parameters), sequence 512, batch 1, AdamW. Each setting runs in its own process:
-peak resident memory (ru_maxrss) and the median step time of the steps after the first.
+peak resident memory (ru_maxrss, loading included), resident memory after loading and its peak while
+training (polled), and the median step time of the steps after the first.
 
     python bench/qlora_memory.py [--modes full,lora,lora_gc,qlora,qlora_gc] [--steps 3] [--small]
 
@@ -30,6 +31,32 @@ SMALL = dict(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+def rss_gb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+class Sampler:
+    """The highest resident memory while training runs (polled), apart from loading's peak."""
+
+    def __init__(self):
+        import threading
+
+        self.peak, self.stop = rss_gb(), False
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+        self.thread.start()
+
+    def poll(self):
+        while not self.stop:
+            self.peak = max(self.peak, rss_gb())
+            time.sleep(0.05)
+
+    def done(self) -> float:
+        self.stop = True
+        self.thread.join()
+        return round(self.peak, 2)
+
+
 def one(mode: str, folder: str, steps: int, seq: int, device: str = "cpu") -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -52,6 +79,11 @@ def one(mode: str, folder: str, steps: int, seq: int, device: str = "cpu") -> di
     if mode != "full":
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=TARGETS, task_type="CAUSAL_LM"))
     load_s = time.perf_counter() - t0
+    import gc
+
+    gc.collect()
+    after_load = round(rss_gb(), 2)
+    sampler = Sampler()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
@@ -69,12 +101,14 @@ def one(mode: str, folder: str, steps: int, seq: int, device: str = "cpu") -> di
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
         losses.append(round(loss.item(), 4))
+    training_peak = sampler.done()
     changed = all(p.grad is not None for p in params)
     later = sorted(times[1:]) or times
     return {"mode": mode, "trainable": sum(p.numel() for p in params),
             "total": sum(p.numel() for p in model.parameters()), "load_s": round(load_s, 1),
             "step_s": round(later[len(later) // 2], 2), "first_step_s": round(times[0], 2),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "rss_after_load_gb": after_load, "training_peak_rss_gb": training_peak,
             **({"peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)} if cuda else {}),
             "losses": losses, "every_trainable_weight_has_a_gradient": changed}
 
@@ -115,13 +149,14 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     full = next((r for r in rows if r["mode"] == "full" and "error" not in r), None)
     mem = "peak_gpu_gb" if a.device.startswith("cuda") else "peak_rss_gb"
-    print(f"\n{'setting':<10}{'trainable':>14}{mem:>13}{'step s':>9}{'vs full':>24}")
+    print(f"\n{'setting':<10}{'trainable':>14}{mem:>13}{'train peak':>12}{'step s':>9}{'vs full':>24}")
     for r in rows:
         if "error" in r:
             print(f"{r['mode']:<10}  {r['error']}")
             continue
         ratio = (f"{r[mem] / full[mem]:.2f}x mem {r['step_s'] / full['step_s']:.2f}x t" if full else "")
-        print(f"{r['mode']:<10}{r['trainable']:>14,}{r[mem]:>13}{r['step_s']:>9}{ratio:>24}")
+        print(f"{r['mode']:<10}{r['trainable']:>14,}{r[mem]:>13}{r.get('training_peak_rss_gb', ''):>12}"
+              f"{r['step_s']:>9}{ratio:>24}")
 
 
 if __name__ == "__main__":
