@@ -89,6 +89,7 @@ class Job:
     prepared: Prepared
     args: Any  # TrainingArguments
     icl: list  # loaded eval.icl tasks
+    bf16_auto: dict | None = None  # how `bf16: auto` was decided (and what was measured), when it was
 
     def make_trainer(self, callbacks: list):
         """The task's trainer over the prepared data, with hfkit's callbacks."""
@@ -107,7 +108,7 @@ class Job:
         return [
             ("model", f"{type(model).__name__} ({n_params / 1e6:.2f}M parameters)"),
             ("tokenizer", f"{type(tokenizer).__name__}, {len(tokenizer)} tokens"),
-            ("precision", precision(self.recipe, self.args)),
+            ("precision", precision(self.recipe, self.args, self.bf16_auto)),
             ("trainable parameters", f"{c['trainable']:,} of {c['total']:,} ({c['trainable_percent']:.3g}%, "
                                      f"{c['method']})"),
             *self.prepared.overview,
@@ -139,7 +140,8 @@ class Job:
 
     def first_metrics(self, parameters: dict) -> dict:
         """What metrics.json says of the run before it trains."""
-        return {"precision": precision(self.recipe, self.args), **parameters, "world_size": self.args.world_size,
+        return {"precision": precision(self.recipe, self.args, self.bf16_auto),
+                **({"bf16_auto": self.bf16_auto} if self.bf16_auto else {}), **parameters, "world_size": self.args.world_size,
                 "data": self.prepared.stats}
 
     def after_training(self, trainer, folder: Path, main: bool, progress: bool) -> dict:
@@ -188,9 +190,25 @@ def assemble(recipe: Recipe, output_dir: str | None = None) -> Job:
     model, counts = adapt(recipe, task, model, tokenizer)
     prepared = task.prepare(recipe, tokenizer, model, data, recipe.seed)
     prepared.stats["parameters"] = counts
+    bf16 = auto_bf16(recipe, task, model)
     args = training_arguments(recipe.training, task.training_defaults(recipe), prepared.validation is not None,
-                              output_dir, task.arguments_class(recipe))
-    return Job(recipe, task, tokenizer, model, counts, prepared, args, icl)
+                              output_dir, task.arguments_class(recipe), None if bf16 is None else bf16["use"])
+    return Job(recipe, task, tokenizer, model, counts, prepared, args, icl, bf16)
+
+
+def auto_bf16(recipe: Recipe, task: Task, model) -> dict | None:
+    """`bf16: auto` for this run: the GPU's support, or on a CPU with bf16 arithmetic the measured step
+    time of this model at the run's batch shape (hfkit.training.precision); None when the recipe
+    sets bf16 itself (or fp16)."""
+    from .training.precision import decide
+
+    settings = training_settings(recipe)
+    if recipe.training.get("bf16", "auto") != "auto" or settings.fp16:
+        return None
+    seq = task.sequence_length(recipe)[0]
+    probe = task.auto_class == "AutoModelForCausalLM" and not getattr(model, "counted", False)
+    use, why, measured = decide(model, int(settings.per_device_train_batch_size), int(seq), probe=probe)
+    return {"use": use, "why": why, **({"measured": measured} if measured else {})}
 
 
 def preflight(recipe: Recipe, task: Task | None = None) -> None:
@@ -324,11 +342,11 @@ def training_settings(recipe: Recipe):
     return resolved(recipe.training, task.training_defaults(recipe), task.arguments_class(recipe))
 
 
-def precision(recipe: Recipe, args) -> str:
+def precision(recipe: Recipe, args, bf16_auto: dict | None = None) -> str:
     """What the run computes in, and who chose it (the recipe, or `bf16: auto` and why)."""
     from .training.arguments import default, resolve_bf16
 
     what = "bf16 autocast" if args.bf16 else "fp16 autocast" if args.fp16 else "fp32"
     if recipe.training.get("bf16", default("bf16")) == "auto" and not args.fp16:
-        return f"{what} (bf16: auto; {resolve_bf16()[1]})"
+        return f"{what} (bf16: auto; {bf16_auto['why'] if bf16_auto else resolve_bf16()[1]})"
     return what

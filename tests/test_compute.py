@@ -1,5 +1,7 @@
 """Training cost (hfkit.training.compute): FLOPs per token against hand counts, and every run's
 FLOPs, FLOP/s and utilisation consistent with its tokens and time."""
+import json
+
 import pytest
 import torch
 
@@ -100,3 +102,44 @@ def test_flops_per_token_match_torchs_flop_counter_tied_or_not(tied):
         model(input_ids=ids, labels=ids).loss.backward()
     measured = counter.get_total_flops() / (batch * T)
     assert flops_per_token(model, T) == pytest.approx(measured, rel=0.02)
+
+
+def test_bf16_auto_is_decided_by_a_cached_probe_of_the_runs_model_on_a_bf16_cpu(monkeypatch, tmp_path):
+    """On a CPU with bf16 arithmetic (faked here: this machine may have none), `bf16: auto` times the
+    run's own model in fp32 and under bf16 autocast and takes bf16 only when it is >= 5% faster; the
+    probe leaves weights, gradients and random state alone, is cached, and metrics.json says what it
+    measured."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    import hfkit
+    from hfkit.training import precision
+
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: "amx_bf16")
+    monkeypatch.setattr(precision, "_cache_path", lambda: tmp_path / "bf16_probe.json")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=300, n_embd=64, n_layer=2, n_head=2,
+                                                        n_positions=64)).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    state = torch.random.get_rng_state()
+    use, why, measured = precision.decide(model, 4, 32)
+    assert torch.equal(state, torch.random.get_rng_state()) and not model.training
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert measured["source"] == "probe" and measured["fp32_step_s"] > 0 and measured["bf16_step_s"] > 0
+    assert measured["bf16_speedup"] == round(measured["fp32_step_s"] / measured["bf16_step_s"], 3)
+    assert use == (measured["bf16_speedup"] >= precision.GAIN) and measured["chosen"] == ("bf16" if use else "fp32")
+    cache = json.loads((tmp_path / "bf16_probe.json").read_text())
+    assert list(cache) == [precision.probe_key(model, 4, 32)]
+    again = precision.decide(model, 4, 32)
+    assert again[0] == use and again[2]["source"] == "cached probe" and "cached probe" in again[1]
+    # through a run: the choice reaches TrainingArguments and metrics.json
+    from conftest import TINY_MODEL
+
+    metrics = hfkit.train("clm_pretrain", TINY_MODEL + [f"output_dir={tmp_path / 'run'}", "max_steps=2"], quiet=True)
+    got = metrics["bf16_auto"]
+    assert got["measured"]["source"] == "probe" and got["use"] == (got["measured"]["bf16_speedup"] >= precision.GAIN)
+    assert metrics["precision"].startswith("bf16 autocast" if got["use"] else "fp32") and "probe" in metrics["precision"]
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: None)
+    plain = hfkit.train("clm_pretrain", TINY_MODEL + [f"output_dir={tmp_path / 'run2'}", "max_steps=2"], quiet=True)
+    assert "bf16_auto" in plain and "measured" not in plain["bf16_auto"] and plain["precision"].startswith("fp32")

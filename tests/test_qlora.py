@@ -65,14 +65,21 @@ def steps(model, n=3):
     return params, before, got, losses
 
 
-@pytest.mark.parametrize("extra", [[], ["gradient_checkpointing=true"]], ids=["qlora", "qlora+checkpointing"])
-def test_every_lora_weight_of_a_4bit_base_gets_a_gradient_and_changes(base, extra):
+EIGHT_BIT = QLORA[:3] + ["model.quantization={load_in_8bit: true}"]
+
+
+@pytest.mark.parametrize("recipe", [QLORA, QLORA + ["gradient_checkpointing=true"], EIGHT_BIT],
+                         ids=["qlora", "qlora+checkpointing", "8-bit"])
+def test_every_lora_weight_of_a_quantized_base_gets_a_gradient_and_changes(base, recipe):
     import bitsandbytes as bnb
 
-    model = job_model(base, QLORA + extra)
-    quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    assert len(quantized) == 2 * 7  # every projection of both layers is 4-bit
-    assert all(m.weight.quant_type == "nf4" and m.weight.quant_state.nested for m in quantized)  # double quant
+    model = job_model(base, recipe)
+    if recipe is EIGHT_BIT:
+        assert len([m for m in model.modules() if isinstance(m, bnb.nn.Linear8bitLt)]) == 2 * 7
+    else:
+        quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        assert len(quantized) == 2 * 7  # every projection of both layers is 4-bit
+        assert all(m.weight.quant_type == "nf4" and m.weight.quant_state.nested for m in quantized)  # double quant
     params, before, got, losses = steps(model)
     assert params and all("lora_" in k for k in params)
     assert got == set(params), sorted(set(params) - got)[:4]

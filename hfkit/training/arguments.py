@@ -100,7 +100,7 @@ def take_secrets(training: dict) -> list[str]:
 
 
 def training_arguments(training: dict, task_defaults: dict, has_validation: bool, output_dir: str | None = None,
-                       args_class: type | None = None):
+                       args_class: type | None = None, bf16_auto: bool | None = None):
     """TrainingArguments from hfkit's defaults, the task's and the recipe's (in that order of precedence);
     `args_class`: the subclass the task's trainer takes (a TRL config), default Seq2SeqTrainingArguments."""
     import torch
@@ -112,8 +112,8 @@ def training_arguments(training: dict, task_defaults: dict, has_validation: bool
     kw = {**TRAINING_DEFAULTS, "dataloader_pin_memory": torch.cuda.is_available(),
           "use_cpu": not torch.cuda.is_available(), **task_defaults,
           **{k: v for k, v in training.items() if k not in HFKIT_KEYS}}
-    if kw.get("bf16") == "auto":
-        kw["bf16"] = not kw.get("fp16") and resolve_bf16()[0]
+    if kw.get("bf16") == "auto":  # `bf16_auto`: the run's measured choice (hfkit.training.precision)
+        kw["bf16"] = not kw.get("fp16") and (resolve_bf16()[0] if bf16_auto is None else bf16_auto)
     if output_dir is not None:
         kw["output_dir"] = output_dir
     if not kw.get("run_name") and training.get("output_dir"):  # trackio, wandb, mlflow: the run's folder name
@@ -159,13 +159,10 @@ def resolve_bf16() -> tuple[bool, str]:
     if torch.cuda.is_available():
         ok = torch.cuda.is_bf16_supported()
         return ok, f"{torch.cuda.get_device_name(0)} {'supports' if ok else 'does not support'} bf16"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
-    except OSError:
-        flags = []
-    native = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    return bool(native), (f"CPU has {native[0]}" if native else "CPU has no native bf16 (AVX512-BF16/AMX): fp32")
+    from .precision import native_bf16_cpu
+
+    native = native_bf16_cpu()
+    return bool(native), (f"CPU has {native}" if native else "CPU has no native bf16 (AVX512-BF16/AMX): fp32")
 
 
 def check_training(training: dict, task_defaults: dict, args_class: type | None = None) -> None:
