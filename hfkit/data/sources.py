@@ -181,14 +181,22 @@ for _kind in ("text", "json", "csv", "parquet"):  # one class each, so that `kin
 @dataclass
 class HubSource(_PathSource):
     """A dataset on the Hugging Face Hub by id (offline: the local caches)."""
-    config_name: Optional[str] = None  # the dataset's configuration
+    config_name: Optional[str] = None  # the dataset's configuration (load_dataset's `name`)
     split: str = "train"  # which split to read
-    revision: Optional[str] = None  # pin a revision
+    revision: Optional[str] = None  # pin a revision (branch, tag or commit)
+    data_files: Any = None  # load_dataset's data_files: a path or glob in the repo, a list, or {split: files}
 
     def check(self, key: str) -> None:
         super().check(key)
         if not looks_like_hub_id(self.path):
             raise HfkitError(f"recipe key '{key}.path': '{self.path}' is not a Hub dataset id (owner/name)")
+        files = self.data_files
+        ok = (files is None or isinstance(files, str) or (isinstance(files, list) and all(isinstance(f, str) for f in files))
+              or (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, (str, list))
+                                                  for k, v in files.items())))
+        if not ok:
+            raise HfkitError(f"recipe key '{key}.data_files' expects a path or glob in the dataset repo, a list of "
+                             f"them, or a mapping of split to them; got {files!r}")
 
     def label(self) -> str:
         return self.name or self.path
@@ -199,7 +207,8 @@ class HubSource(_PathSource):
     def load(self) -> Dataset:
         """`load_dataset(id)`; offline, datasets' own cache first, then the Hub file cache's snapshot."""
         try:
-            ds = load_dataset(self.path, name=self.config_name, split=self.split, revision=self.revision)
+            ds = load_dataset(self.path, name=self.config_name, split=self.split, revision=self.revision,
+                              data_files=self.data_files)
         except Exception as e:
             ds = self._snapshot()
             if ds is None:
@@ -217,13 +226,19 @@ class HubSource(_PathSource):
         from huggingface_hub import snapshot_download
 
         try:
-            folder = snapshot_download(self.path, repo_type="dataset", revision=self.revision, local_files_only=True)
+            from ..hub import hub_cache_dir
+
+            folder = snapshot_download(self.path, repo_type="dataset", revision=self.revision, local_files_only=True,
+                                       cache_dir=hub_cache_dir())
         except Exception:
             return None
         try:
-            return load_dataset(folder, name=self.config_name, split=self.split)
+            return load_dataset(folder, name=self.config_name, split=self.split, data_files=self.data_files)
         except Exception as e:
-            raise HfkitError(f"Hub dataset '{self.path}' (cached at {folder}): {str(e).splitlines()[0][:200]}") from None
+            what = "".join(f" {k}={v!r}" for k, v in (("config_name", self.config_name), ("split", self.split),
+                                                       ("data_files", self.data_files)) if v is not None)
+            raise HfkitError(f"Hub dataset '{self.path}'{what} (cached at {folder}): "
+                             f"{str(e).splitlines()[0][:300]}") from None
 
 
 # ----------------------------------------------------------------------------- reading
