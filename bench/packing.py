@@ -4,7 +4,7 @@ Both run on the same >= 50 MB JSONL corpus (the built-in pydoc prose, repeated w
 with the same tokenizer, each in a fresh subprocess with its own empty datasets cache (so neither
 reads the other's cached map results). Prints tokens/s, peak RSS and tokens dropped, and the ratios.
 
-    python bench/packing.py [--mb 50] [--block-size 512]
+    python bench/packing.py [--mb 50] [--block-size 512] [--num-proc 2]
 """
 from __future__ import annotations
 
@@ -45,11 +45,12 @@ def worker(method: str, corpus: str, tokenizer_dir: str, block_size: int) -> dic
     ds = load_dataset("json", data_files=corpus, split="train")
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    if method == "hfkit":
+    if method.startswith("hfkit"):  # hfkit, or hfkitN: with num_proc=N
         from hfkit.data.packing import pack_sequences, tokenize_documents
 
-        tokenized = tokenize_documents(ds, tok)
-        blocks, stats = pack_sequences(tokenized, block_size)
+        procs = int(method[5:]) if method[5:] else None
+        tokenized = tokenize_documents(ds, tok, procs)
+        blocks, stats = pack_sequences(tokenized, block_size, procs)
         n_tokens, n_blocks, dropped = stats.tokens, stats.blocks, stats.dropped_tokens
     else:  # run_clm.py, verbatim in substance: tokenize, then group_texts over 1000-example map batches
         from itertools import chain
@@ -70,7 +71,7 @@ def worker(method: str, corpus: str, tokenizer_dir: str, block_size: int) -> dic
 
         blocks = tokenized.map(group_texts, batched=True)
     seconds = time.perf_counter() - t0
-    if method != "hfkit":  # counted after the clock stopped
+    if not method.startswith("hfkit"):  # counted after the clock stopped
         import pyarrow.compute as pc
 
         n_tokens = int(pc.sum(pc.list_value_length(tokenized.with_format("arrow")[:]["input_ids"])).as_py())
@@ -95,7 +96,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=50)
     ap.add_argument("--block-size", type=int, default=512)
-    ap.add_argument("--worker", choices=["hfkit", "run_clm"])
+    ap.add_argument("--worker")
+    ap.add_argument("--num-proc", type=int, default=None, help="also run hfkit with datasets.map's num_proc=N")
     ap.add_argument("--corpus")
     ap.add_argument("--tokenizer")
     args = ap.parse_args()
@@ -111,7 +113,8 @@ def main() -> None:
         size = make_corpus(tmp / "corpus.jsonl", args.mb)
         train_tokenizer(default_corpus_documents(), "bpe", 8192).save_pretrained(tmp / "tok")
         print(f"corpus: {size / 1e6:.1f} MB JSONL, block_size={args.block_size}, byte-level BPE (8192)")
-        res = {m: run_worker(m, tmp / "corpus.jsonl", tmp / "tok", args.block_size) for m in ("run_clm", "hfkit")}
+        methods = ("run_clm", "hfkit") + ((f"hfkit{args.num_proc}",) if args.num_proc else ())
+        res = {m: run_worker(m, tmp / "corpus.jsonl", tmp / "tok", args.block_size) for m in methods}
     print(f"{'method':<10}{'seconds':>9}{'tokens/s':>12}{'peak RSS MB':>13}{'RSS growth MB':>15}{'dropped':>10}")
     for m, r in res.items():
         print(f"{m:<10}{r['seconds']:>9.1f}{r['tokens_per_s']:>12,.0f}{r['peak_rss_mb']:>13,.0f}"
@@ -119,6 +122,10 @@ def main() -> None:
     h, b = res["hfkit"], res["run_clm"]
     print(f"throughput ratio hfkit/run_clm: {h['tokens_per_s'] / b['tokens_per_s']:.2f}x")
     print(f"peak memory ratio hfkit/run_clm: {h['peak_rss_mb'] / b['peak_rss_mb']:.2f}x")
+    for m in res:
+        if m.startswith("hfkit") and m != "hfkit":
+            print(f"{m} (num_proc={m[5:]}) vs hfkit (one process): {res[m]['tokens_per_s'] / h['tokens_per_s']:.2f}x "
+                  f"throughput, {res[m]['peak_rss_mb'] / h['peak_rss_mb']:.2f}x peak RSS (main process)")
     print(f"tokens dropped: hfkit {h['dropped_tokens']:,} (final partial block only; hfkit also adds one EOS "
           f"per document), run_clm {b['dropped_tokens']:,} (a partial block per 1000-document map batch)")
 
