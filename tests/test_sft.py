@@ -401,3 +401,62 @@ def test_record_pipeline_keeps_a_field_named_text_and_splits_each_source_determi
     assert not set(got.validation["text"]) & {t for v in train.values() for t in v}
     assert train == {k: sorted(v["text"]) for k, v in again.train.items()}
     assert list(got.validation["text"]) == list(again.validation["text"])
+
+
+def test_stdlib_summarization_and_code_records_match_the_sources_they_come_from():
+    """python_summaries: each summary is the first line of the object's docstring as `inspect` reads it,
+    the document the rest; python_code: prompt + completion parse back to the very function."""
+    import ast
+    import importlib
+    import inspect
+
+    from hfkit.data.code_tokens import stdlib_files
+    from hfkit.data.docstrings import code_records, summarization_records
+
+    summaries = summarization_records(40)
+    checked = 0
+    for r in summaries:
+        try:
+            obj = importlib.import_module(r["module"])
+            for part in r["name"].split("."):
+                obj = getattr(obj, part)
+        except Exception:
+            continue  # a name the module does not export (defined under a condition)
+        python = inspect.isfunction(obj) or (inspect.isclass(obj) and any(map(inspect.isfunction, vars(obj).values())))
+        if not python or getattr(obj, "__qualname__", None) != r["name"]:
+            continue  # a C implementation that replaced the Python one (datetime), or an alias
+        doc = inspect.getdoc(obj).splitlines()
+        assert doc[0].strip() == r["summary"] and "\n".join(doc[2:]).strip() == r["document"]
+        checked += 1
+    assert checked >= 20 and len(set(summaries["module"])) >= 10
+    code = code_records(40)
+    files = {p.stem: p for p in stdlib_files(40)}
+    for r in code.select(range(0, len(code), max(1, len(code) // 60))):
+        fn = ast.parse(r["prompt"] + r["completion"]).body[0]
+        original = [n for n in ast.walk(ast.parse(files[r["module"]].read_text(encoding="utf-8", errors="replace")))
+                    if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == r["name"].split(".")[-1]]
+        # the same arguments, statements and (cleaned) docstring; a method's docstring loses its indent
+        same = [o for o in original if ast.dump(o.args) == ast.dump(fn.args)
+                and [ast.dump(x) for x in o.body[1:]] == [ast.dump(x) for x in fn.body[1:]]
+                and ast.get_docstring(o).split() == ast.get_docstring(fn).split()]
+        assert same, (r["module"], r["name"])
+        assert ast.get_docstring(fn) and len(fn.body) >= 2
+
+
+def test_sft_group_field_holds_whole_modules_out(tmp_path):
+    from hfkit.recipe import load_recipe
+    from hfkit.tasks.sft import load_sft_records
+
+    over = ["data.sources=[{kind: python_summaries, max_records: 30}]", "data.validation_fraction=0.2",
+            "sft.group_field=module", f"output_dir={tmp_path / 'out'}",
+            "sft.templates=[{prompt: 'Summarize: {{ document }} Summary:', answer: ' {{ summary }}', name: s}]"]
+    got = load_sft_records(load_recipe("sft", over), 3)
+    train = next(iter(got.train.values()))
+    held, kept = set(got.validation["module"]), set(train["module"])
+    assert held and kept and not held & kept
+    assert got.stats["split_by"] == "module" and got.stats["validation_groups"] == len(held)
+    src = next(iter(got.stats["sources"].values()))
+    assert src["train"] == len(train) and src["validation"] == len(got.validation)
+    assert 0.1 < len(got.validation) / (len(train) + len(got.validation)) < 0.35
+    with pytest.raises(HfkitError, match="field 'nope' \\(sft.group_field\\) not found"):
+        load_sft_records(load_recipe("sft", over + ["sft.group_field=nope"]), 3)

@@ -12,6 +12,8 @@ small config (hfkit.data.sources holds files and Hub datasets). Importing this m
 | gettext_preferences | translation prompt, chosen, rejected (a hard negative; `on_policy`: the preference task samples) | lang, path, max_chars, max_records, rejected, policy, num_samples |
 | python_tokens | the standard library's tokens tagged by kind | max_records |
 | python_stdlib | the standard library's modules as documents | max_records |
+| python_summaries | a docstring's description -> its summary line (document, summary, module) | max_records |
+| python_code | a function's signature and docstring -> its body (prompt, completion, module) | max_records |
 """
 from __future__ import annotations
 
@@ -203,6 +205,30 @@ class PythonStdlib(_Sampled):
         from .code_tokens import stdlib_documents
 
         return stdlib_documents(self.max_records)
+
+
+@source_kind("python_summaries")
+@dataclass
+class PythonSummaries(_Sampled):
+    """Summarization: a standard-library docstring's description -> its PEP 257 summary line
+    (`document`, `summary`; `module` for a split by module; `max_records`: modules read)."""
+
+    def load(self) -> Dataset:
+        from .docstrings import summarization_records
+
+        return summarization_records(self.max_records)
+
+
+@source_kind("python_code")
+@dataclass
+class PythonCode(_Sampled):
+    """Code generation: a standard-library function's signature and docstring -> its body (`prompt`,
+    `completion`; `module` for a split by module; `max_records`: modules read)."""
+
+    def load(self) -> Dataset:
+        from .docstrings import code_records
+
+        return code_records(self.max_records)
 
 
 def source_from_spec(spec: str, text_field: str = "text") -> SourceConfig:

@@ -20,6 +20,7 @@ from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
 from ..data.corpus import sample_mixture
 from ..data.records import gather_records
+from ..data.sources import quiet_datasets
 from ..data.templates import (Template, builtin_templates, chat_stop_ids, check_chat, choose_template,
                               setup_chat_template)
 from ..errors import HfkitError
@@ -52,6 +53,9 @@ class SftConfig:
     # rows nearly full, little filler; a batch is that many rows)
     packing_strategy: Literal["batch", "bfd"] = "batch"
     max_length: int = 512  # tokens per example; longer ones are cut in the answer, never in the prompt
+    # records sharing this field's value (a module, a document) sit all in training or all in validation,
+    # so validation holds whole groups out (the labelled tasks' key); None: each source split by record
+    group_field: Optional[str] = None
 
     RENAMED = {"packing": ("padding_free", "(true | false; TRL's SFTConfig name: 'packing: padded' is "
                                            "'padding_free: false')")}
@@ -248,16 +252,41 @@ class SftRecords:
 
 
 def load_sft_records(recipe: "Recipe", seed: int) -> SftRecords:
-    """The one record pipeline (hfkit.data.records): map fields, check every record, dedup, split per source."""
+    """The one record pipeline (hfkit.data.records): map fields, check every record, dedup, split per source
+    (or, with `sft.group_field`, by group over all sources)."""
     cfg, data = recipe.task_config, recipe.data
     templates = recipe_templates(cfg)
-    got = gather_records(data, seed, shape=lambda ds, src, where: map_fields(ds, cfg, templates, where),
-                         key=lambda r: sorted((k, v) for k, v in r.items() if k[0] != "_"),
-                         check=lambda everything: validate_records(everything, cfg, templates, seed), keep=("_index",))
-    per_source = {k: {"records": c["total"], "train": c["train"], "validation": c["validation"]}
-                  for k, c in got.counts.items()}
-    validation = got.validation if len(got.validation) else None
-    return SftRecords(got.train, validation, {"removed_duplicates": got.removed_duplicates, "sources": per_source})
+
+    def shape(ds: Dataset, src, where: str) -> Dataset:
+        ds = map_fields(ds, cfg, templates, where)
+        if cfg.group_field and cfg.group_field not in ds.column_names:
+            raise HfkitError(f"{where}: field '{cfg.group_field}' (sft.group_field) not found "
+                             f"(columns: {', '.join(ds.column_names)})")
+        return ds
+
+    grouped = bool(cfg.group_field)
+    got = gather_records(data, seed, shape=shape, key=lambda r: sorted((k, v) for k, v in r.items() if k[0] != "_"),
+                         check=lambda everything: validate_records(everything, cfg, templates, seed),
+                         keep=("_index", "_source") if grouped else ("_index",),
+                         split="pooled" if grouped else "by_source", group_field=cfg.group_field)
+    if grouped:  # back to per-source training sets (the mixture works on them)
+        with quiet_datasets():
+            train = {label: got.train.filter(lambda b: [s == label for s in b["_source"]], batched=True)
+                     for label in got.labels}
+            counts = {label: {"train": len(ds), "validation": sum(1 for s in got.validation["_source"] if s == label)}
+                      for label, ds in train.items()}
+            train = {label: ds.remove_columns("_source") for label, ds in train.items() if len(ds)}
+            validation = got.validation.remove_columns("_source")
+        per_source = {k: {"records": c["train"] + c["validation"], **c} for k, c in counts.items()}
+    else:
+        train, validation = got.train, got.validation
+        per_source = {k: {"records": c["total"], "train": c["train"], "validation": c["validation"]}
+                      for k, c in got.counts.items()}
+    stats = {"removed_duplicates": got.removed_duplicates, "sources": per_source}
+    if grouped:
+        stats["split_by"] = cfg.group_field
+        stats["validation_groups"] = len(set(validation[cfg.group_field])) if len(validation) else 0
+    return SftRecords(train, validation if len(validation) else None, stats)
 
 
 def _rows(batch: dict) -> list[dict]:
