@@ -12,6 +12,7 @@ bf16 is slower), neither probed.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -51,6 +52,7 @@ def time_steps(model, batch: int, seq: int, reps: int = 3) -> dict:
 
     vocab = int(getattr(model.config, "vocab_size", 0) or 0)
     grads = {p: p.grad for p in model.parameters()}
+    buffers = {b: b.detach().clone() for b in model.buffers()}  # running statistics a train-mode pass updates
     was_training = model.training
     out = {}
     with torch.random.fork_rng(devices=[]):
@@ -71,6 +73,9 @@ def time_steps(model, batch: int, seq: int, reps: int = 3) -> dict:
             out[f"{name}_step_s"] = round(statistics.median(times), 4)
     for p, g in grads.items():
         p.grad = g
+    with torch.no_grad():
+        for b, saved in buffers.items():
+            b.copy_(saved)
     model.train(was_training)
     out["bf16_speedup"] = round(out["fp32_step_s"] / out["bf16_step_s"], 3)
     return out
@@ -89,6 +94,8 @@ def decide(model, batch: int, seq: int, probe: bool = True, refresh: bool = Fals
         return False, "CPU has no native bf16 (AVX512-BF16/AMX): fp32", None
     if not probe or not getattr(model.config, "vocab_size", None):
         return True, f"CPU has {flag} (not probed)", None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every process must choose alike: no noisy per-rank timing
+        return True, f"CPU has {flag} (several processes: not probed)", None
     path, key = _cache_path(), probe_key(model, batch, seq)
     try:
         cache = json.loads(path.read_text(encoding="utf-8"))
