@@ -36,7 +36,7 @@ def main() -> None:
     import hfkit
     from hfkit.models import build_model
     from hfkit.recipe import load_recipe
-    from hfkit.training.arguments import resolve_bf16
+    from hfkit.training.precision import resolve_bf16
     from train_throughput import hand_loop
 
     print(f"bf16: auto resolves to {resolve_bf16()}; {torch.get_num_threads()} threads")

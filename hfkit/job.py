@@ -344,7 +344,8 @@ def training_settings(recipe: Recipe):
 
 def precision(recipe: Recipe, args, bf16_auto: dict | None = None) -> str:
     """What the run computes in, and who chose it (the recipe, or `bf16: auto` and why)."""
-    from .training.arguments import default, resolve_bf16
+    from .training.arguments import default
+    from .training.precision import resolve_bf16
 
     what = "bf16 autocast" if args.bf16 else "fp16 autocast" if args.fp16 else "fp32"
     if recipe.training.get("bf16", default("bf16")) == "auto" and not args.fp16:

@@ -113,6 +113,8 @@ def training_arguments(training: dict, task_defaults: dict, has_validation: bool
           "use_cpu": not torch.cuda.is_available(), **task_defaults,
           **{k: v for k, v in training.items() if k not in HFKIT_KEYS}}
     if kw.get("bf16") == "auto":  # `bf16_auto`: the run's measured choice (hfkit.training.precision)
+        from .precision import resolve_bf16
+
         kw["bf16"] = not kw.get("fp16") and (resolve_bf16()[0] if bf16_auto is None else bf16_auto)
     if output_dir is not None:
         kw["output_dir"] = output_dir
@@ -148,21 +150,6 @@ def _check_best_model(kw: dict, given: dict) -> None:
             raise HfkitError(f"recipe key 'training.save_steps'={s_steps} is not a multiple of eval_steps={e_steps}: "
                              f"keeping the best checkpoint (load_best_model_at_end=true) needs a checkpoint at an "
                              f"evaluation: make it a multiple, or {fix}")
-
-
-@functools.lru_cache(maxsize=1)
-def resolve_bf16() -> tuple[bool, str]:
-    """`bf16: auto`: (use bf16 autocast, why). A GPU that supports bf16; a CPU whose instruction set
-    has bf16 arithmetic (AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower than fp32)."""
-    import torch
-
-    if torch.cuda.is_available():
-        ok = torch.cuda.is_bf16_supported()
-        return ok, f"{torch.cuda.get_device_name(0)} {'supports' if ok else 'does not support'} bf16"
-    from .precision import native_bf16_cpu
-
-    native = native_bf16_cpu()
-    return bool(native), (f"CPU has {native}" if native else "CPU has no native bf16 (AVX512-BF16/AMX): fp32")
 
 
 def check_training(training: dict, task_defaults: dict, args_class: type | None = None) -> None:

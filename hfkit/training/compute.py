@@ -140,15 +140,28 @@ def peak_flops(dtype: str = "float32", measure: bool = True, refresh: bool = Fal
     if sheet:
         return sheet, "datasheet"
     path, key = _peak_cache(), device_key(dtype)
-    try:
-        cached = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cached = {}
+    cached = read_cache(path)
     if key in cached and not refresh:
         return float(cached[key]), "cached measurement"
     if not measure:
         return None, "unknown"
     value = measure_peak(dtype)
+    store_in_cache(path, key, value)
+    return value, "measured"
+
+
+def read_cache(path) -> dict:
+    """A measurement cache (JSON, under HF_HOME/hfkit/); empty when missing or unreadable."""
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def store_in_cache(path, key: str, value) -> None:
+    """Add one measurement to a cache; a read-only cache is left alone (measured again next time)."""
+    cached = read_cache(path)
     cached[key] = value
     try:
         from ..io import write_json
@@ -156,8 +169,7 @@ def peak_flops(dtype: str = "float32", measure: bool = True, refresh: bool = Fal
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, cached)
     except OSError:
-        pass  # a read-only cache: measured again next time
-    return value, "measured"
+        pass
 
 
 def run_dtype(args) -> str:

@@ -11,7 +11,7 @@ bf16 is slower), neither probed.
 """
 from __future__ import annotations
 
-import json
+import functools
 import os
 import statistics
 import time
@@ -27,6 +27,19 @@ def native_bf16_cpu() -> str | None:
     except OSError:
         flags = []
     return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), None)
+
+
+@functools.lru_cache(maxsize=1)
+def resolve_bf16() -> tuple[bool, str]:
+    """`bf16: auto` without a probe: (use bf16 autocast, why). A GPU that supports bf16; a CPU whose
+    instruction set has bf16 arithmetic (AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower)."""
+    import torch
+
+    if torch.cuda.is_available():
+        ok = torch.cuda.is_bf16_supported()
+        return ok, f"{torch.cuda.get_device_name(0)} {'supports' if ok else 'does not support'} bf16"
+    native = native_bf16_cpu()
+    return bool(native), (f"CPU has {native}" if native else "CPU has no native bf16 (AVX512-BF16/AMX): fp32")
 
 
 def _cache_path():
@@ -86,33 +99,21 @@ def decide(model, batch: int, seq: int, probe: bool = True, refresh: bool = Fals
     LM trained by backpropagation): the CPU's flags decide, as before."""
     import torch
 
-    if torch.cuda.is_available():
-        ok = torch.cuda.is_bf16_supported()
-        return ok, f"{torch.cuda.get_device_name(0)} {'supports' if ok else 'does not support'} bf16", None
     flag = native_bf16_cpu()
-    if flag is None:
-        return False, "CPU has no native bf16 (AVX512-BF16/AMX): fp32", None
+    if torch.cuda.is_available() or flag is None:
+        return (*resolve_bf16(), None)
     if not probe or not getattr(model.config, "vocab_size", None):
         return True, f"CPU has {flag} (not probed)", None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every process must choose alike: no noisy per-rank timing
         return True, f"CPU has {flag} (several processes: not probed)", None
+    from .compute import read_cache, store_in_cache
+
     path, key = _cache_path(), probe_key(model, batch, seq)
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
-    measured = None if refresh else cache.get(key)
+    measured = None if refresh else read_cache(path).get(key)
     source = "cached probe"
     if measured is None:
         measured, source = time_steps(model, batch, seq), "probe"
-        cache[key] = measured
-        try:
-            from ..io import write_json
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, cache)
-        except OSError:
-            pass  # a read-only cache: probed again next time
+        store_in_cache(path, key, measured)
     use = measured["bf16_speedup"] >= GAIN
     why = (f"CPU has {flag}; {source}: bf16 autocast step {measured['bf16_speedup']:.2f}x fp32's "
            f"({'>=' if use else '<'} {GAIN})")
