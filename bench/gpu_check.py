@@ -28,23 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def train(recipe: str, overrides: list[str]) -> dict:
-    """One hfkit run in its own process; its metrics.json."""
+def train(recipe: str, overrides: list[str], out: Path | None = None) -> dict:
+    """One hfkit run in its own process (into `out`, else a throw-away folder); its metrics.json."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
+        out = out or Path(tmp) / "run"
         p = subprocess.run([sys.executable, "-m", "hfkit", "train", recipe, *overrides, f"output_dir={out}"],
                            capture_output=True, text=True, cwd=ROOT)
         if p.returncode != 0:
             raise RuntimeError(f"hfkit train {recipe} failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
         return json.loads((out / "metrics.json").read_text())
-
-
-def keep_run(recipe: str, overrides: list[str], out: Path) -> dict:
-    p = subprocess.run([sys.executable, "-m", "hfkit", "train", recipe, *overrides, f"output_dir={out}"],
-                       capture_output=True, text=True, cwd=ROOT)
-    if p.returncode != 0:
-        raise RuntimeError(f"hfkit train {recipe} failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
-    return json.loads((out / "metrics.json").read_text())
 
 
 def speed(m: dict) -> dict:
@@ -92,7 +84,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "gpt2"
-        m = keep_run("clm_pretrain", [*common, *pre, "model.architecture=gpt2"], run)
+        m = train("clm_pretrain", [*common, *pre, "model.architecture=gpt2"], run)  # kept: served in 5
         row("pretrain GPT-2 (bf16)" if not cpu else "pretrain GPT-2 (fp32)",
             f"{m['data']['parameters']['total'] / 1e6:.1f}M params", speed(m))
         for impl in attn:

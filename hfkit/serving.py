@@ -16,6 +16,7 @@ the server. Requests to one model are answered one at a time (one lock per model
 """
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request) at definition
 import json
+import os
 import threading
 import time
 import uuid
@@ -164,6 +165,13 @@ class _Counter:
         if self.inner is not None:
             self.inner.end()
 
+    def finish(self, stopped: bool, settings: dict) -> str:
+        """OpenAI's finish_reason: a stop string or the end of the answer, else the token limit."""
+        return "stop" if stopped or self.tokens < settings["max_new_tokens"] else "length"
+
+    def usage(self, n_prompt: int) -> dict:
+        return {"prompt_tokens": n_prompt, "completion_tokens": self.tokens, "total_tokens": n_prompt + self.tokens}
+
 
 def _cut(text: str, stops: list[str]) -> tuple[str, bool]:
     """The text up to the first stop string, and whether one was found."""
@@ -235,9 +243,7 @@ class Server:
         counter = _Counter()
         text = self._generate(served, prompt, settings, kw, req.get("seed"), counter)
         text, stopped = _cut(reply(text), stops)
-        finish = "stop" if stopped or counter.tokens < settings["max_new_tokens"] else "length"
-        usage = {"prompt_tokens": n_prompt, "completion_tokens": counter.tokens,
-                 "total_tokens": n_prompt + counter.tokens}
+        finish, usage = counter.finish(stopped, settings), counter.usage(n_prompt)
         created, rid = int(time.time()), uuid.uuid4().hex
         if chat:
             return {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": created, "model": served.id,
@@ -301,11 +307,10 @@ class Server:
             text, stopped = _cut(reply(raw), stops)
             if text.startswith(sent) and len(text) > len(sent):
                 yield chunk(text[len(sent):])
-            finish = "stop" if stopped or counter.tokens < settings["max_new_tokens"] else "length"
+            finish = counter.finish(stopped, settings)
             yield chunk(None, finish)
             if include_usage:
-                usage = {"prompt_tokens": n_prompt, "completion_tokens": counter.tokens,
-                         "total_tokens": n_prompt + counter.tokens}
+                usage = counter.usage(n_prompt)
                 yield f"data: {json.dumps({'id': rid, 'object': kind, 'created': created, 'model': served.id, 'choices': [], 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"
 
@@ -388,13 +393,16 @@ def make_app(served: dict[str, Served], api_key: str | None = None):
     return app
 
 
-def check_bind(host: str, allow_remote: bool, api_key: str | None) -> None:
-    """Loopback by default; another host needs `--allow-remote` and an API key (HFKIT_API_KEY)."""
+def check_bind(host: str, allow_remote: bool, needs: str = "an API key", use: str = "clients send it as their api_key"
+               ) -> str | None:
+    """Loopback by default; another host needs `--allow-remote` and a key in HFKIT_API_KEY (`needs`:
+    what the command calls it, `use`: how it is used). Returns the key, if set."""
+    key = os.environ.get(API_KEY_ENV) or None
     if host in LOOPBACK:
-        return
+        return key
     if not allow_remote:
-        raise HfkitError(f"--host {host} is not loopback: it would serve your models to the network; add "
+        raise HfkitError(f"--host {host} is not loopback: it would open your models to the network; add "
                          f"--allow-remote (and set {API_KEY_ENV}) if that is what you want")
-    if not api_key:
-        raise HfkitError(f"--host {host} with --allow-remote needs an API key: set {API_KEY_ENV} (clients send it as "
-                         f"their api_key)")
+    if not key:
+        raise HfkitError(f"--host {host} with --allow-remote needs {needs}: set {API_KEY_ENV} ({use})")
+    return key

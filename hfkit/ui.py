@@ -49,20 +49,11 @@ def base_of(run: Path) -> str | None:
 
 def metrics_table(runs: list[Path]) -> tuple[list[str], list[list]]:
     """Every metric of every run (`hfkit eval compare`'s table): header, rows."""
-    from .evaluation.compare import run_metrics
+    from .evaluation.compare import side_by_side
 
-    labels, tables = [], []
-    for run in runs:
-        try:
-            label, m = run_metrics(str(run))
-        except HfkitError:
-            continue
-        while label in labels:
-            label += "'"
-        labels.append(label)
-        tables.append(m)
-    names = sorted({k for t in tables for k in t})
-    return ["metric", *labels], [[n, *(None if t.get(n) is None else round(t[n], 4) for t in tables)] for n in names]
+    cmp = side_by_side([str(r) for r in runs], skip_unreadable=True)
+    return ["metric", *cmp["runs"]], [[n, *(None if v is None else round(v, 4) for v in vals)]
+                                      for n, vals in cmp["metrics"].items()]
 
 
 def run_details(run: Path) -> tuple[str | None, str]:
@@ -185,18 +176,3 @@ def build(runs: list[str], folders: list[str]):
             run_pick.change(lambda label: run_details(by_label[label]) if label else (None, ""), run_pick,
                             [curve, details])
     return app
-
-
-def check_bind(host: str, allow_remote: bool) -> str | None:
-    """Loopback by default; another host needs --allow-remote and a password (HFKIT_API_KEY)."""
-    from .serving import API_KEY_ENV, LOOPBACK
-
-    if host in LOOPBACK:
-        return None
-    key = os.environ.get(API_KEY_ENV)
-    if not allow_remote:
-        raise HfkitError(f"--host {host} is not loopback: it would open your models to the network; add "
-                         f"--allow-remote (and set {API_KEY_ENV}, the password of user 'hfkit') if that is what you want")
-    if not key:
-        raise HfkitError(f"--host {host} with --allow-remote needs a password: set {API_KEY_ENV} (user 'hfkit')")
-    return key

@@ -25,24 +25,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(models, env_extra=None, port=None):
-    port = port or free_port()
+def start(models, env_extra=None, command="serve", extra=(), path="/health"):
+    """`hfkit serve` (or `hfkit ui`) on a free loopback port, once it answers: (process, port)."""
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "hfkit", "serve", *map(str, models), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "hfkit", command, *map(str, models), *extra, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read()}")
+            raise AssertionError(f"hfkit {command} exited: {proc.stderr.read()[-3000:]}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2)
             return proc, port
         except urllib.error.HTTPError:  # up (an API key is asked for)
             return proc, port
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise AssertionError("server did not start")
+    raise AssertionError(f"hfkit {command} did not start")
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from test_serve import MAX, expected_chat, free_port
+from test_serve import MAX, expected_chat, start
 from test_sft import MEMO
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "test-artifacts"
@@ -26,22 +24,9 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def ui(chat_runs, tmp_path_factory):
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    runs_dir = chat_runs[0].parent
-    proc = subprocess.Popen([sys.executable, "-m", "hfkit", "ui", *map(str, chat_runs), "--runs-dir", str(runs_dir),
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 180
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"ui exited: {proc.stderr.read()[-3000:]}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-            break
-        except OSError:
-            assert time.time() < deadline, "the UI did not start"
-            time.sleep(0.5)
+def ui(chat_runs):
+    proc, port = start(chat_runs, {"GRADIO_ANALYTICS_ENABLED": "False"}, "ui",
+                       ["--runs-dir", str(chat_runs[0].parent)], "/")
     yield f"http://127.0.0.1:{port}/"
     proc.terminate()
     proc.wait(timeout=30)

@@ -141,3 +141,10 @@ def load_model_and_tokenizer(path: str):
 
     model = load_model(path)
     return model, load_tokenizer(path)
+
+
+def add_bind_options(p, port: int, remote_help: str) -> None:
+    """--host (loopback by default), --port and --allow-remote, as `hfkit serve` and `hfkit ui` take them."""
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=number(int, min=0, max=65535), default=port, help=f"port (default {port})")
+    p.add_argument("--allow-remote", action="store_true", help=remote_help)

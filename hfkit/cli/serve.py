@@ -1,10 +1,9 @@
 """`hfkit serve RUN [RUN ...]`: an OpenAI-compatible server for run folders, adapter runs and Hub ids."""
 from __future__ import annotations
 
-import os
 import sys
 
-from .common import number
+from .common import add_bind_options
 
 
 def register(sub) -> None:
@@ -12,18 +11,14 @@ def register(sub) -> None:
                                      "/v1/completions, /v1/models)")
     s.add_argument("models", nargs="+", metavar="RUN", help="run folder, adapter run or cached Hub id (a folder is "
                                                             "served under its name)")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=number(int, min=0, max=65535), default=8000, help="port (default 8000)")
-    s.add_argument("--allow-remote", action="store_true",
-                   help="allow a --host other than loopback (needs the API key in HFKIT_API_KEY)")
+    add_bind_options(s, 8000, "allow a --host other than loopback (needs the API key in HFKIT_API_KEY)")
     s.set_defaults(handler=run_serve)
 
 
 def run_serve(args) -> int:
-    from ..serving import API_KEY_ENV, check_bind, load_served, make_app
+    from ..serving import check_bind, load_served, make_app
 
-    api_key = os.environ.get(API_KEY_ENV) or None
-    check_bind(args.host, args.allow_remote, api_key)  # before any model is loaded
+    api_key = check_bind(args.host, args.allow_remote)  # before any model is loaded
     import uvicorn
 
     served = load_served(args.models)

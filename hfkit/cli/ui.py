@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import number
+from .common import add_bind_options
 
 
 def register(sub) -> None:
@@ -12,10 +12,7 @@ def register(sub) -> None:
     u.add_argument("runs", nargs="*", metavar="RUN", help="run folders (or cached Hub ids) to chat with")
     u.add_argument("--runs-dir", action="append", default=[], metavar="DIR",
                    help="a folder whose run folders the runs page lists (repeatable; default: runs/ if it exists)")
-    u.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    u.add_argument("--port", type=number(int, min=0, max=65535), default=7860, help="port (default 7860)")
-    u.add_argument("--allow-remote", action="store_true",
-                   help="allow a --host other than loopback (needs a password in HFKIT_API_KEY, user 'hfkit')")
+    add_bind_options(u, 7860, "allow a --host other than loopback (needs a password in HFKIT_API_KEY, user 'hfkit')")
     u.set_defaults(handler=run_ui)
 
 
@@ -23,9 +20,11 @@ def run_ui(args) -> int:
     from pathlib import Path
 
     from ..errors import HfkitError
-    from ..ui import build, check_bind
+    from ..serving import LOOPBACK, check_bind
+    from ..ui import build
 
-    password = check_bind(args.host, args.allow_remote)  # before any model is loaded
+    key = check_bind(args.host, args.allow_remote, "a password", "user 'hfkit'")  # before any model is loaded
+    password = None if args.host in LOOPBACK else key  # loopback: no login
     for d in args.runs_dir:
         if not Path(d).is_dir():
             raise HfkitError(f"--runs-dir: no such folder: {d}")

@@ -75,17 +75,30 @@ def compare(paths: list[str]) -> dict:
     """Every metric of every run, side by side: {"runs": [labels], "metrics": {name: [value|None]}}."""
     if len(paths) < 2:
         raise HfkitError("compare needs at least two runs or reports")
-    labels, tables = [], []
+    cmp = side_by_side(paths)
+    if not cmp["metrics"]:
+        raise HfkitError("none of the runs has numeric metrics to compare")
+    return cmp
+
+
+def side_by_side(paths: list[str], skip_unreadable: bool = False) -> dict:
+    """`compare`'s table for any number of runs (`skip_unreadable`: leave out a folder without results
+    instead of refusing)."""
+    labels, tables, kept = [], [], []
     for path in paths:
-        label, m = run_metrics(path)
+        try:
+            label, m = run_metrics(path)
+        except HfkitError:
+            if skip_unreadable:
+                continue
+            raise
         while label in labels:  # two runs with the same folder name
             label = f"{label}'"
         labels.append(label)
         tables.append(m)
+        kept.append(path)
     names = sorted({k for t in tables for k in t})
-    if not names:
-        raise HfkitError("none of the runs has numeric metrics to compare")
-    return {"runs": labels, "paths": paths, "metrics": {n: [t.get(n) for t in tables] for n in names}}
+    return {"runs": labels, "paths": kept, "metrics": {n: [t.get(n) for t in tables] for n in names}}
 
 
 def print_comparison(cmp: dict) -> None:
