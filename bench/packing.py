@@ -1,10 +1,14 @@
-"""Tokenize-and-pack throughput and peak memory: hfkit vs `group_texts` from transformers' run_clm.py.
+"""Tokenize-and-pack throughput and peak memory: hfkit in memory, hfkit streaming, and `group_texts`
+from transformers' run_clm.py.
 
-Both run on the same >= 50 MB JSONL corpus (the built-in pydoc prose, repeated with numbered copies),
-with the same tokenizer, each in a fresh subprocess with its own empty datasets cache (so neither
-reads the other's cached map results). Prints tokens/s, peak RSS and tokens dropped, and the ratios.
+All run on the same JSONL corpus (the built-in pydoc prose, repeated with numbered copies), with the
+same tokenizer, each in a fresh subprocess with its own empty datasets cache (so none reads another's
+cached map results). Prints tokens/s, peak RSS and tokens dropped, and the ratios. With several
+`--sizes`, every method runs at every size and the slope of peak memory against corpus size is printed:
+streaming must stay flat.
 
     python bench/packing.py [--mb 50] [--block-size 512] [--num-proc 2]
+    python bench/packing.py --sizes 100,300,1000 --methods run_clm,hfkit,stream
 """
 from __future__ import annotations
 
@@ -42,6 +46,26 @@ def worker(method: str, corpus: str, tokenizer_dir: str, block_size: int) -> dic
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if method == "stream":  # one pass of the training stream: read, tokenize, shuffle (1000 documents), pack
+        from hfkit.data.corpus import DataConfig
+        from hfkit.data.sources import KINDS
+        from hfkit.data.streaming import build_streaming_corpus, stream_corpus
+
+        base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        cfg = DataConfig(sources=[KINDS["json"](path=corpus, streaming=True)], validation_fraction=0,
+                         block_size=block_size)
+        stream = stream_corpus(cfg, tok, build_streaming_corpus(cfg, 0), 0).train
+        n_blocks = 0
+        for _ in stream:  # until the second pass begins (the blocks still in the shuffle buffer are not counted)
+            if stream._live.epoch:
+                break
+            n_blocks += 1
+        seconds = time.perf_counter() - t0
+        n_tokens = n_blocks * block_size
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {"method": method, "seconds": seconds, "tokens": n_tokens, "blocks": n_blocks, "dropped_tokens": 0,
+                "tokens_per_s": n_tokens / seconds, "peak_rss_mb": peak / 1024, "rss_growth_mb": (peak - base_rss) / 1024}
     ds = load_dataset("json", data_files=corpus, split="train")
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -95,6 +119,8 @@ def run_worker(method: str, corpus: Path, tok_dir: Path, block_size: int) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=50)
+    ap.add_argument("--sizes", help="corpus sizes in MB, comma-separated (every method at every size)")
+    ap.add_argument("--methods", default="run_clm,hfkit", help="of run_clm, hfkit, hfkitN (num_proc=N), stream")
     ap.add_argument("--block-size", type=int, default=512)
     ap.add_argument("--worker")
     ap.add_argument("--num-proc", type=int, default=None, help="also run hfkit with datasets.map's num_proc=N")
@@ -108,26 +134,48 @@ def main() -> None:
     from hfkit.data.pydoc import default_corpus_documents
     from hfkit.data.tokenizer import train_tokenizer
 
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [args.mb]
+    methods = tuple(args.methods.split(",")) + ((f"hfkit{args.num_proc}",) if args.num_proc else ())
+    results: dict[int, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        size = make_corpus(tmp / "corpus.jsonl", args.mb)
         train_tokenizer(default_corpus_documents(), "bpe", 8192).save_pretrained(tmp / "tok")
-        print(f"corpus: {size / 1e6:.1f} MB JSONL, block_size={args.block_size}, byte-level BPE (8192)")
-        methods = ("run_clm", "hfkit") + ((f"hfkit{args.num_proc}",) if args.num_proc else ())
-        res = {m: run_worker(m, tmp / "corpus.jsonl", tmp / "tok", args.block_size) for m in methods}
+        for mb in sizes:
+            size = make_corpus(tmp / "corpus.jsonl", mb)
+            print(f"corpus: {size / 1e6:.1f} MB JSONL, block_size={args.block_size}, byte-level BPE (8192)", flush=True)
+            results[mb] = {m: run_worker(m, tmp / "corpus.jsonl", tmp / "tok", args.block_size) for m in methods}
+            show(results[mb])
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        print(f"peak RSS against corpus size ({lo} -> {hi} MB):")
+        for m in methods:
+            a, b = results[lo][m]["peak_rss_mb"], results[hi][m]["peak_rss_mb"]
+            each = " / ".join(f"{results[x][m]['peak_rss_mb']:,.0f}" for x in sizes)
+            print(f"  {m:<9} {each} MB; slope "
+                  f"{(b - a) / ((hi - lo) / 1000):,.0f} MB of RAM per GB of corpus")
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "packing.json").write_text(json.dumps({"block_size": args.block_size, "results": results}, indent=1))
+
+
+def show(res: dict) -> None:
     print(f"{'method':<10}{'seconds':>9}{'tokens/s':>12}{'peak RSS MB':>13}{'RSS growth MB':>15}{'dropped':>10}")
     for m, r in res.items():
         print(f"{m:<10}{r['seconds']:>9.1f}{r['tokens_per_s']:>12,.0f}{r['peak_rss_mb']:>13,.0f}"
               f"{r['rss_growth_mb']:>15,.0f}{r['dropped_tokens']:>10,}")
-    h, b = res["hfkit"], res["run_clm"]
-    print(f"throughput ratio hfkit/run_clm: {h['tokens_per_s'] / b['tokens_per_s']:.2f}x")
-    print(f"peak memory ratio hfkit/run_clm: {h['peak_rss_mb'] / b['peak_rss_mb']:.2f}x")
+    h, b = res.get("hfkit"), res.get("run_clm")
+    if h and b:
+        print(f"throughput ratio hfkit/run_clm: {h['tokens_per_s'] / b['tokens_per_s']:.2f}x")
+        print(f"peak memory ratio hfkit/run_clm: {h['peak_rss_mb'] / b['peak_rss_mb']:.2f}x")
+        print(f"tokens dropped: hfkit {h['dropped_tokens']:,} (final partial block only; hfkit also adds one EOS "
+              f"per document), run_clm {b['dropped_tokens']:,} (a partial block per 1000-document map batch)")
+    if h and (st := res.get("stream")):
+        print(f"streaming vs in memory: {st['tokens_per_s'] / h['tokens_per_s']:.2f}x throughput, "
+              f"{st['peak_rss_mb'] / h['peak_rss_mb']:.2f}x peak RSS")
     for m in res:
-        if m.startswith("hfkit") and m != "hfkit":
+        if h and m.startswith("hfkit") and m != "hfkit":
             print(f"{m} (num_proc={m[5:]}) vs hfkit (one process): {res[m]['tokens_per_s'] / h['tokens_per_s']:.2f}x "
                   f"throughput, {res[m]['peak_rss_mb'] / h['peak_rss_mb']:.2f}x peak RSS (main process)")
-    print(f"tokens dropped: hfkit {h['dropped_tokens']:,} (final partial block only; hfkit also adds one EOS "
-          f"per document), run_clm {b['dropped_tokens']:,} (a partial block per 1000-document map batch)")
 
 
 if __name__ == "__main__":

@@ -227,6 +227,7 @@ def preflight(recipe: Recipe, task: Task | None = None) -> None:
 
     task = task or get_task(recipe.task)
     check_training(recipe.training, task.training_defaults(recipe), task.arguments_class(recipe))
+    check_streaming(recipe, task)
     check_resume_path(recipe.training.get("resume_from_checkpoint"))
     config = with_overrides(config_for_recipe(recipe.model), task.model_overrides(recipe, None, None))
     kw = {"attn_implementation": recipe.model.attn_implementation} if recipe.model.attn_implementation else {}
@@ -239,6 +240,26 @@ def preflight(recipe: Recipe, task: Task | None = None) -> None:
         with torch.device("meta"):
             apply_adapter(model, recipe.adapter, None, task.peft_task_type, recipe.training.get("max_steps"),
                           tokenizer_name=recipe.tokenizer.path or recipe.model.name_or_path)
+
+
+def check_streaming(recipe: Recipe, task: Task) -> None:
+    """A streaming run (hfkit.data.streaming) has no length: it needs `training.max_steps`, a task that
+    packs running text, and its stream read in the training process."""
+    data = getattr(recipe, "data", None)
+    if data is None or not getattr(data, "streaming", False):
+        return
+    key = next(f"data.sources.{i}.streaming" for i, s in enumerate(data.sources) if getattr(s, "streaming", False))
+    if not task.streams or getattr(recipe.task_config, "next_sentence_prediction", False):
+        what = "mlm with next_sentence_prediction" if task.streams else f"task '{recipe.task}'"
+        raise HfkitError(f"recipe key '{key}': {what} reads its data whole; streaming is for the tasks that "
+                         f"pack running text (clm, mlm, t5_span, bart_denoise)")
+    settings = training_settings(recipe)
+    if settings.max_steps is None or settings.max_steps <= 0:
+        raise HfkitError(f"recipe key 'training.max_steps' is required with {key}: a stream has no length, "
+                         f"so the run's length is a number of optimizer steps")
+    if settings.dataloader_num_workers:
+        raise HfkitError(f"recipe key 'training.dataloader_num_workers' must be 0 with {key}: the stream is read, "
+                         f"shuffled and packed in the training process (so that it can be resumed exactly)")
 
 
 def output_plan(recipe: Recipe, check: bool | None = None):

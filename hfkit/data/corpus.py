@@ -33,6 +33,9 @@ class DataConfig:
     block_size: int = 128  # tokens per packed training block (tasks that pack text into blocks)
     mixture_tokens: Optional[int] = None  # size of the weighted mixture; default: all tokens once
     num_proc: Optional[int] = None  # processes for datasets.map
+    # streaming (any source with `streaming: true`; hfkit.data.streaming)
+    shuffle_buffer_size: int = 1000  # documents held and drawn from at random before packing (0: stream order)
+    streaming_validation_documents: int = 1000  # of the held-out documents, how many the validation set reads
 
     RENAMED = {"mlm_probability": "mlm.mlm_probability"}
 
@@ -43,6 +46,19 @@ class DataConfig:
             raise HfkitError(f"recipe key '{prefix}.block_size' must be >= 1, got {self.block_size}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise HfkitError(f"recipe key '{prefix}.validation_fraction' must be in [0, 1), got {self.validation_fraction}")
+        for key in ("shuffle_buffer_size", "streaming_validation_documents"):
+            if getattr(self, key) < 0:
+                raise HfkitError(f"recipe key '{prefix}.{key}' must be >= 0, got {getattr(self, key)}")
+        if self.streaming:
+            for i, src in enumerate(self.sources):
+                if src.epochs is not None:
+                    raise HfkitError(f"recipe key '{prefix}.sources.{i}.epochs': a streaming mixture is drawn by "
+                                     f"weight (the sources' sizes are not known); give weight instead")
+
+    @property
+    def streaming(self) -> bool:
+        """Any source streams: then every source is read as a stream (hfkit.data.streaming)."""
+        return any(getattr(src, "streaming", False) for src in self.sources)
 
 _NON_WORD = re.compile(r"[^\w\s]+")
 _SPACE = re.compile(r"\s+")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
-from datasets import Dataset, load_dataset
+from datasets import Dataset, IterableDataset, load_dataset
 
 from ..errors import HfkitError
 from ..hub import looks_like_hub_id
@@ -101,10 +101,16 @@ class SourceConfig:
     def load(self) -> Dataset:
         raise NotImplementedError
 
+    def stream(self) -> IterableDataset:
+        """The source as a `datasets.IterableDataset` (a streaming mixture reads every source this way):
+        what is built in memory is read through `Dataset.to_iterable_dataset`."""
+        return self.load().to_iterable_dataset()
+
 
 @dataclass
 class _PathSource(SourceConfig):
     path: Optional[str] = None
+    streaming: bool = False  # read as a datasets IterableDataset, record by record, never whole (hfkit.data.streaming)
 
     def check(self, key: str) -> None:
         if not self.path:
@@ -171,6 +177,11 @@ class FileSource(_PathSource):
             raise HfkitError(f"{', '.join(files[:3])}: cannot read as {self.KIND}: "
                              f"{str(e).splitlines()[0][:200]}") from None
 
+    def stream(self) -> IterableDataset:
+        builder = "text" if self.KIND == "text" else self.KIND
+        kwargs = {"sample_by": self.sample_by} if self.KIND == "text" else {}
+        return load_dataset(builder, data_files=self.files(), split="train", streaming=True, **kwargs)
+
 
 for _kind in ("text", "json", "csv", "parquet"):  # one class each, so that `kind` names it
     source_kind(_kind)(dataclass(type(f"{_kind.capitalize()}Source", (FileSource,), {
@@ -204,24 +215,27 @@ class HubSource(_PathSource):
     def where(self) -> str:
         return f"Hub dataset {self.path}"
 
-    def load(self) -> Dataset:
+    def load(self, streaming: bool = False) -> Dataset | IterableDataset:
         """`load_dataset(id)`; offline, datasets' own cache first, then the Hub file cache's snapshot."""
         try:
             ds = load_dataset(self.path, name=self.config_name, split=self.split, revision=self.revision,
-                              data_files=self.data_files)
+                              data_files=self.data_files, streaming=streaming)
         except Exception as e:
-            ds = self._snapshot()
+            ds = self._snapshot(streaming)
             if ds is None:
                 offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
                 how = (" — it is not in the local cache and HF_HUB_OFFLINE=1; load it once online, or point "
                        "HF_HOME at a cache that holds it") if offline else ""
                 raise HfkitError(f"Hub dataset '{self.path}' could not be loaded{how}: "
                                  f"{str(e).splitlines()[0][:200]}") from None
-        if not isinstance(ds, Dataset):
+        if not isinstance(ds, IterableDataset if streaming else Dataset):
             raise HfkitError(f"Hub dataset '{self.path}': split '{self.split}' did not give a single dataset")
         return ds
 
-    def _snapshot(self) -> Dataset | None:
+    def stream(self) -> IterableDataset:
+        return self.load(streaming=True)
+
+    def _snapshot(self, streaming: bool = False) -> Dataset | IterableDataset | None:
         """Offline: the dataset repo's files as `huggingface_hub` cached them (HF_HUB_CACHE), if present."""
         from huggingface_hub import snapshot_download
 
@@ -233,7 +247,8 @@ class HubSource(_PathSource):
         except Exception:
             return None
         try:
-            return load_dataset(folder, name=self.config_name, split=self.split, data_files=self.data_files)
+            return load_dataset(folder, name=self.config_name, split=self.split, data_files=self.data_files,
+                                streaming=streaming)
         except Exception as e:
             what = "".join(f" {k}={v!r}" for k, v in (("config_name", self.config_name), ("split", self.split),
                                                        ("data_files", self.data_files)) if v is not None)

@@ -60,6 +60,7 @@ class TaskData:
     """The data part of a task: its recipe section, checks, and records -> model inputs."""
     section: ClassVar[str | None] = None  # the recipe section this task owns (e.g. "sft")
     config_class: ClassVar[type | None] = None  # its dataclass
+    streams: ClassVar[bool] = False  # whether `data.sources` may stream (tasks that pack running text)
 
     def check(self, recipe: "Recipe") -> None:
         """Checks across sections that concern this task (the recipe is otherwise valid), before any work."""

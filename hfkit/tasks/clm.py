@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from ..data.corpus import Corpus, build_corpus
 from ..data.packing import PackedData, pack_corpus, packed_lm_collator
+from ..data.streaming import StreamingCorpus, build_streaming_corpus, stream_corpus, training_texts
 from ..models import CLASSIC
 from . import Prepared, Task, register
 
 
 def packing_overview(data: PackedData) -> list[tuple[str, object]]:
     tp = data.stats["train_packing"]
+    if tp.get("streaming"):
+        return [("train blocks", f"streamed x {tp['block_size']} (shuffle buffer "
+                                 f"{data.stats['shuffle_buffer_size']} documents)"),
+                ("validation blocks", len(data.validation) if data.validation is not None else 0)]
     return [("train tokens", tp["tokens"]), ("train blocks", f"{tp['blocks']} x {tp['block_size']}"),
             ("dropped (final partial block)", tp["dropped_tokens"]),
             ("validation blocks", len(data.validation) if data.validation is not None else 0)]
@@ -37,6 +42,7 @@ def fixed_noise(validation, collator, seed: int):
 class PackedTextTask(Task):
     """A task that trains on blocks of running text cut from the corpus; its collator makes the targets."""
     noisy = False  # the collator draws noise: validation gets it once, fixed (see fixed_noise)
+    streams = True  # sources may stream (hfkit.data.streaming): blocks packed on the fly
 
     def collator(self, recipe, tokenizer):
         raise NotImplementedError
@@ -45,14 +51,21 @@ class PackedTextTask(Task):
         """Tokens per packed block (an objective may need more than the model sees, or fewer)."""
         return recipe.data.block_size
 
-    def load(self, recipe, seed: int) -> Corpus:
+    def load(self, recipe, seed: int) -> Corpus | StreamingCorpus:
+        if recipe.data.streaming:
+            return build_streaming_corpus(recipe.data, seed)
         return build_corpus(recipe.data, seed)
 
-    def tokenizer_texts(self, corpus: Corpus):
+    def tokenizer_texts(self, corpus: Corpus | StreamingCorpus):
+        if isinstance(corpus, StreamingCorpus):
+            return training_texts(corpus)
         return (t for ds in corpus.train.values() for t in ds["text"])
 
-    def examples(self, recipe, tokenizer, corpus: Corpus, seed: int) -> Prepared:
-        data = pack_corpus(recipe.data, tokenizer, corpus, seed, self.block_length(recipe))
+    def examples(self, recipe, tokenizer, corpus: Corpus | StreamingCorpus, seed: int) -> Prepared:
+        if isinstance(corpus, StreamingCorpus):
+            data = stream_corpus(recipe.data, tokenizer, corpus, seed, self.block_length(recipe))
+        else:
+            data = pack_corpus(recipe.data, tokenizer, corpus, seed, self.block_length(recipe))
         return Prepared(data.train, data.validation, self.collator(recipe, tokenizer), data.stats,
                         packing_overview(data))
 

@@ -28,6 +28,7 @@ class AtomicCheckpoints:
     Also reports perplexity = exp(eval loss) wherever an eval loss is logged."""
 
     _staging = False
+    _resuming_from: str | None = None  # the checkpoint train() resumes from
     perplexity_from_loss = True  # false where the loss is not a token NLL (MLM + NSP)
     chars_per_token: float | None = None  # validation characters per scored token: bits/char, comparable across tokenizers
 
@@ -37,6 +38,50 @@ class AtomicCheckpoints:
         # the model's own value, so that generate() after loading uses its KV cache as usual
         self._saved_use_cache = getattr(getattr(model, "config", None), "use_cache", None)
         super().__init__(*args, **kwargs)
+
+    # --- a streaming run's data (hfkit.data.streaming.BlockStream): read by this process, resumed from its state
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        self._resuming_from = resume_from_checkpoint if isinstance(resume_from_checkpoint, str) else None
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _stream(self):
+        from ..data.streaming import BlockStream
+
+        return self.train_dataset if isinstance(self.train_dataset, BlockStream) else None
+
+    def _blocks_per_step(self) -> int:
+        return self._train_batch_size * self.args.gradient_accumulation_steps
+
+    def get_train_dataloader(self):
+        """A stream's blocks in batches, as they come: each rank reads its own part of the stream
+        (`split_dataset_by_node`), so accelerate is told not to dispatch or slice them again."""
+        stream = self._stream()
+        if stream is None:
+            return super().get_train_dataloader()
+        from accelerate.data_loader import prepare_data_loader
+        from torch.utils.data import DataLoader
+
+        stream.keep = 4 * self._blocks_per_step() + 64  # the Trainer and accelerate read ahead less than this
+        loader = DataLoader(stream, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+                            pin_memory=self.args.dataloader_pin_memory)
+        return prepare_data_loader(loader, self.args.device, num_processes=1, process_index=0,
+                                   put_on_device=True, dispatch_batches=False, rng_types=None)
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        """A stream continues from the state its checkpoint saved (nothing is read twice); without one
+        (an older checkpoint) it is read again from its start and the trained batches are skipped."""
+        stream = self._stream()
+        if stream is not None and self._resuming_from:
+            consumed = stream.load(self._resuming_from, self.args.process_index)
+            if consumed is not None:
+                if consumed != num_batches * self._train_batch_size:
+                    from ..errors import HfkitError
+
+                    raise HfkitError(f"resume: {self._resuming_from} saved the stream after {consumed} blocks, but "
+                                     f"{num_batches} batches of {self._train_batch_size} were trained: the batch "
+                                     f"size or gradient accumulation changed since the checkpoint")
+                return dataloader
+        return super().get_resumed_dataloader(dataloader, num_batches)
 
     def _save(self, output_dir=None, state_dict=None):
         config = getattr(self.model, "config", None)
@@ -67,6 +112,8 @@ class AtomicCheckpoints:
             super()._save_checkpoint(model, trial)
         finally:
             self._staging = False
+        if (stream := self._stream()) is not None:  # each rank's place in its stream
+            stream.save(staged, self.args.process_index, self.state.global_step * self._blocks_per_step())
         self.accelerator.wait_for_everyone()  # every rank's files (RNG states, shards) are in
         if self.args.should_save:
             best = self.state.best_model_checkpoint
