@@ -81,6 +81,13 @@ def _register_icl(ev) -> None:
                          "(tfidf; similar is its old name) or by MiniLM embedding cosine")
     ic.add_argument("--template", default=None, help="Jinja prompt over an example's fields "
                                                      "(default: 'Question: {{question}}\\nAnswer:')")
+    ic.add_argument("--definition", default=None, metavar="FILE",
+                    help="a task definition (YAML/JSON; a Natural Instructions task file too) put in front of "
+                         "every prompt, the template as its input")
+    ic.add_argument("--positive-examples", type=number(int, min=0), default=2,
+                    help="the definition's positive examples shown (default: 2)")
+    ic.add_argument("--negative-examples", type=number(int, min=0), default=0,
+                    help="the definition's negative examples shown (default: 0)")
     ic.add_argument("--input-field", default="question")
     ic.add_argument("--mode", choices=["auto", "multiple_choice", "generate"], default="auto")
     ic.add_argument("--cot", action="store_true", default=None,
@@ -127,7 +134,8 @@ def _check_outputs(args, inputs: dict, **paths) -> None:
 
 
 def _inputs(args) -> dict:
-    return {name: getattr(args, name, None) for name in ("model", "data", "predictions", "references", "demos")}
+    return {name: getattr(args, name, None) for name in ("model", "data", "predictions", "references", "demos",
+                                                         "definition")}
 
 
 def _finish(rep: dict, args, default: Path | None) -> int:
@@ -306,9 +314,12 @@ def run_icl(args) -> int:
     given = {k: getattr(args, k) for k in base if getattr(args, k) is not None}  # a flag wins over the template
     cfg = IclConfig(path=args.data, seed=args.seed, demos=args.demos, limit=args.limit,
                     input_field=args.input_field, mode=args.mode, temperature=args.temperature, top_p=args.top_p,
-                    max_new_tokens=args.max_new_tokens, answer_regex=args.answer_regex, **{**base, **given})
+                    max_new_tokens=args.max_new_tokens, answer_regex=args.answer_regex,
+                    definition=args.definition, positive_examples=args.positive_examples,
+                    negative_examples=args.negative_examples, **{**base, **given})
     for name, what in cfg.problems()[:1]:
         raise HfkitError(f"--{'data' if name == 'path' else name.replace('_', '-')} {what}")
+    cfg = cfg.resolved()  # the definition read and checked before the model loads
     examples = load_task(args.data, cfg.input_field)
     demos = load_task(args.demos, cfg.input_field) if args.demos else None
     build_prompts(examples[:1] if demos is not None else examples, demos, cfg, args.data, args.demos)  # fields, shots
@@ -319,6 +330,8 @@ def run_icl(args) -> int:
     data = {"task": data_fingerprint(args.data)}
     if args.demos:
         data["demos"] = data_fingerprint(args.demos)
+    if args.definition:
+        data["definition"] = data_fingerprint(args.definition)
     name = report_name("icl", Path(args.data).stem, f"{cfg.shots}shot", f"seed{cfg.seed}",
                        cfg.select != "random" and cfg.select, cfg.cot and "cot",
                        cfg.self_consistency and f"sc{cfg.self_consistency}", cfg.limit and f"limit{cfg.limit}")

@@ -16,9 +16,9 @@ demonstrations).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from ..errors import HfkitError
 from ..inference.scoring import loglikelihoods
@@ -54,8 +54,23 @@ class IclConfig:
     # a library template (hfkit.prompting.library): its prompt, shots, selection, CoT and self-consistency
     # for every one of those fields left at its default here
     prompt_template: Optional[str] = None
+    # a task definition (Natural Instructions style: hfkit.data.task_definitions), a file or a mapping: put in
+    # front of every prompt with its first positive_examples / negative_examples, the template as the input
+    definition: Any = None
+    positive_examples: int = 2
+    negative_examples: int = 0
 
     RENAMED = {"task": "path"}
+
+    def resolved(self) -> "IclConfig":
+        """The settings with the task definition rendered into the template (as is, without one)."""
+        if self.definition is None:
+            return self
+        from ..data.task_definitions import definition_template, load_definition
+
+        defn = load_definition(self.definition, "definition")
+        return replace(self, definition=None, template=definition_template(
+            defn, self.template, self.positive_examples, self.negative_examples))
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, what is wrong) for every bad setting; the recipe and the CLI name them their own way."""
@@ -68,6 +83,9 @@ class IclConfig:
             out.append(("self_consistency", f"must be >= 0, got {self.self_consistency}"))
         if self.self_consistency and self.temperature <= 0:
             out.append(("temperature", "must be > 0 to sample self-consistency paths"))
+        for key in ("positive_examples", "negative_examples"):
+            if getattr(self, key) < 0:
+                out.append((key, f"must be >= 0, got {getattr(self, key)}"))
         return out
 
     def validate(self, prefix: str) -> None:
@@ -119,6 +137,7 @@ def evaluate_icl(model, tokenizer, examples: list[Example], cfg: IclConfig, demo
     """Run an ICL evaluation; returns {"metrics": ..., "samples": [...]}."""
     from ..inference.generation import generate
 
+    cfg = cfg.resolved()
     if cfg.limit is not None:
         examples = examples[:cfg.limit]
     require_causal(model, "in-context evaluation")

@@ -35,6 +35,24 @@ class TemplateConfig:
     prompt: str  # Jinja over the record's fields
     answer: str  # Jinja; its single field is what answer extraction returns
     name: Optional[str] = None
+    # a task definition (Natural Instructions style, hfkit.data.task_definitions): a file or a mapping, put in
+    # front of the prompt with its first positive_examples / negative_examples; the prompt is then the input
+    definition: Any = None
+    positive_examples: int = 2
+    negative_examples: int = 0
+
+    def template(self, name: str, where: str | None = None) -> Template:
+        prompt = self.prompt
+        if self.definition is not None:
+            from ..data.task_definitions import definition_template, load_definition
+
+            where = where or f"template '{name}': definition"
+            defn = load_definition(self.definition, where)
+            try:
+                prompt = definition_template(defn, prompt, self.positive_examples, self.negative_examples)
+            except HfkitError as e:
+                raise HfkitError(f"{where}: {e}") from None
+        return Template(prompt, self.answer, name)
 
 
 @dataclass
@@ -61,6 +79,9 @@ class SftConfig:
                                            "'padding_free: false')")}
 
     def validate(self, prefix: str) -> None:
+        for i, t in enumerate(self.templates):  # task definitions read and rendered now, before any work
+            if t.definition is not None:
+                t.template(t.name or f"template{i}", f"recipe key '{prefix}.templates.{i}.definition'")
         if self.max_length < 2:
             raise HfkitError(f"recipe key '{prefix}.max_length' must be >= 2, got {self.max_length}")
         if self.packing_strategy == "bfd" and not self.padding_free:
@@ -75,7 +96,7 @@ PACKING_ATTENTION = ("eager", "sdpa", "flash_attention_2", "flash_attention_3")
 
 def recipe_templates(cfg: SftConfig) -> list[Template]:
     if cfg.templates:
-        return [Template(t.prompt, t.answer, t.name or f"template{i}") for i, t in enumerate(cfg.templates)]
+        return [t.template(t.name or f"template{i}") for i, t in enumerate(cfg.templates)]
     return builtin_templates(cfg.format)
 
 

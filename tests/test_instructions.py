@@ -1,0 +1,121 @@
+"""Instruction data as the notes teach it: task definitions (Natural Instructions) in SFT templates and
+in `eval icl`."""
+import json
+
+import pytest
+
+from hfkit.errors import HfkitError
+
+# a task file in Super-NaturalInstructions' own layout (v2): the definition is a list of strings and the
+# examples explain themselves with "explanation"
+SNI_TASK = {
+    "Contributors": ["a"], "Source": ["b"], "Categories": ["Question Answering"],
+    "Definition": ["Answer the arithmetic question with a number."],
+    "Positive Examples": [{"input": "What is 2+2?", "output": "4", "explanation": "The sum."},
+                          {"input": "What is 3+1?", "output": "4", "explanation": "Also the sum."}],
+    "Negative Examples": [{"input": "What is 2+2?", "output": "four", "explanation": "A word, not a number."}],
+    "Instances": [{"id": "t-1", "input": "What is 5+5?", "output": ["10"]}],
+}
+
+
+def tk_instruct(definition, positives, negatives, task_input):
+    """Tk-Instruct's encoding written out by hand (the reference the renderer is checked against)."""
+    text = f"Definition: {definition}\n\n"
+    for kind, examples in (("Positive", positives), ("Negative", negatives)):
+        for i, (inp, out, why) in enumerate(examples, 1):
+            text += f"{kind} Example {i} -\nInput: {inp}\nOutput: {out}\nExplanation: {why}\n\n"
+    return text + f"Now complete the following example -\nInput: {task_input}\nOutput: "
+
+
+def test_a_definition_renders_as_tk_instruct_encodes_it_from_either_natural_instructions_layout(tmp_path):
+    from hfkit.data.task_definitions import definition_template, load_definition
+    from hfkit.data.templates import Template
+
+    path = tmp_path / "task001.json"
+    path.write_text(json.dumps(SNI_TASK))
+    defn = load_definition(str(path), "definition")
+    prompt, answer = Template(definition_template(defn, "{{ question }}", 1, 1), "{{ answer }}").render(
+        {"question": "What is 5+5?", "answer": "10"})
+    assert prompt == tk_instruct("Answer the arithmetic question with a number.", [("What is 2+2?", "4", "The sum.")],
+                                 [("What is 2+2?", "four", "A word, not a number.")], "What is 5+5?")
+    assert answer == "10"
+    # Natural Instructions v1: title, prompt, emphasis, things to avoid, examples nested under "Examples"
+    v1 = {"Title": "Sums", "Prompt": "Add.", "Definition": "Add the numbers.", "Emphasis & Caution": "Digits only.",
+          "Things to Avoid": "Words.", "Examples": {"Positive Examples": [{"input": "1 1", "output": "2", "reason": "1+1"}],
+                                                    "Negative Examples": []}}
+    text = load_definition(v1, "x").render(positives=1)
+    assert text == ("Title: Sums\nPrompt: Add.\nDefinition: Add the numbers.\nEmphasis & Caution: Digits only.\n"
+                    "Things to Avoid: Words.\n\nPositive Example 1 -\nInput: 1 1\nOutput: 2\nExplanation: 1+1\n\n")
+    # braces in a definition are text, never Jinja
+    braces = load_definition({"definition": "Fill {{ this }} in {% if %}."}, "x")
+    assert "Fill {{ this }} in {% if %}." in Template(definition_template(braces, "{{ q }}", 0), "{{ a }}").render(
+        {"q": "?", "a": "!"})[0]
+    with pytest.raises(HfkitError, match="3 positive examples asked for, it has 2"):
+        defn.render(positives=3)
+    with pytest.raises(HfkitError, match="needs 'definition'"):
+        load_definition({"title": "no definition"}, "x")
+    with pytest.raises(HfkitError, match="shipped: answer_pydoc, complete_function, summarize_docstring"):
+        load_definition("nope", "x")
+
+
+def test_sft_templates_take_a_definition_and_train_on_the_answer_only(tmp_path):
+    from conftest import TINY_MODEL
+    from hfkit.data.task_definitions import load_definition
+    from hfkit.job import prepare_data
+
+    over = [o for o in TINY_MODEL if not o.startswith(("data.block_size", "model.max_position"))]
+    over += ["data.sources=[{kind: python_summaries, max_records: 3}]", "sft.format=prompt_completion",
+             "sft.templates=[{prompt: '{{ document }}', answer: '{{ summary }}', definition: summarize_docstring, "
+             "positive_examples: 1, negative_examples: 1}]", "sft.max_length=4096",
+             "model.max_position_embeddings=4096", "data.validation_fraction=0", f"output_dir={tmp_path / 'r'}"]
+    tok, prepared = prepare_data("sft", over)
+    header = load_definition("summarize_docstring", "x").render(1, 1)
+    ex = prepared.train[0]
+    text = tok.decode(ex["input_ids"])
+    assert text.startswith(header + "Now complete the following example -\nInput: ")
+    answer = tok.decode([t for t, lab in zip(ex["input_ids"], ex["labels"]) if lab != -100])
+    assert answer.rstrip(tok.eos_token).strip() and "Definition:" not in answer  # the loss is on the summary only
+    assert answer.replace(tok.eos_token, "") in text.split("\nOutput: ")[-1]
+    from hfkit.recipe import load_recipe
+
+    bad = over[:-1] + ["sft.templates.0.positive_examples=5"]
+    with pytest.raises(HfkitError, match="recipe key 'sft.templates.0.definition'.*5 positive examples asked for"):
+        load_recipe("sft", bad)
+
+
+@pytest.fixture(scope="module")
+def long_model(tmp_path_factory):
+    """A tiny GPT-2 with room for a definition's examples (1024 positions), its tokenizer trained here."""
+    import pydoc_data.topics as t
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hfkit.data.tokenizer import train_tokenizer
+
+    folder = tmp_path_factory.mktemp("long")
+    tok = train_tokenizer(iter(list(t.topics.values())), "bpe", 600, 2, False, [])
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=1024, vocab_size=len(tok),
+                               eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_eval_icl_puts_the_definition_in_front_of_every_prompt(long_model, tmp_path, capsys):
+    from hfkit.cli import main
+    from hfkit.data.task_definitions import load_definition
+
+    run_dir = long_model
+    path = tmp_path / "task001.json"
+    path.write_text(json.dumps(SNI_TASK))
+    task = tmp_path / "icl.jsonl"
+    task.write_text("".join(json.dumps({"question": f"What is {i}+{i}?", "answer": str(2 * i)}) + "\n" for i in range(3)))
+    log = tmp_path / "samples.jsonl"
+    rc = main(["eval", "icl", "--model", str(run_dir), "--data", str(task), "--definition", str(path),
+               "--positive-examples", "2", "--template", "{{ question }}", "--max-new-tokens", "2",
+               "--log-samples", str(log), "--json", "--output", str(tmp_path / "r.json")])
+    assert rc == 0, capsys.readouterr().err
+    header = load_definition(str(path), "x").render(2, 0)
+    prompts = [json.loads(line)["prompt"] for line in log.read_text().splitlines()]
+    assert prompts == [header + f"Now complete the following example -\nInput: What is {i}+{i}?\nOutput: "
+                       for i in range(3)]
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert "definition" in rep["data"]
