@@ -119,3 +119,69 @@ def test_eval_icl_puts_the_definition_in_front_of_every_prompt(long_model, tmp_p
                        for i in range(3)]
     rep = json.loads((tmp_path / "r.json").read_text())
     assert "definition" in rep["data"]
+
+
+# --- Self-Instruct --------------------------------------------------------------------------------
+
+def test_self_instruct_filters_drop_near_duplicates_malformed_and_unsuitable_tasks():
+    from rouge_score import rouge_scorer
+
+    from hfkit.prompting.self_instruct import (Pool, SelfInstructTask, encode_prompt, load_seed_tasks,
+                                               parse_generation, verdict)
+
+    seeds = load_seed_tasks()
+    assert len(seeds) == 24 and all(t.instruction and t.output for t in seeds)
+    prompt = encode_prompt(seeds[:2])
+    assert prompt.startswith("Come up with a series of tasks:\n\nTask 1\nInstruction: ")
+    assert prompt.endswith("Output: " + seeds[1].output + "\n\nTask 3\nInstruction:")
+    generation = (" Translate the word into Italian.\nInput: Open\nOutput: Apri\n\n"  # new: kept
+                  "Task 4\nInstruction: Translate the menu entry into Italian.\nInput: Save\nOutput: Salva\n\n"  # near dup
+                  "Task 5\nInstruction: Draw a picture of a cat.\nInput: <noinput>\nOutput: ok\n\n"  # unsuitable
+                  "Task 6\nInstruction: Sum.\nInput: 1 2\nOutput: 3\n\n"  # too short
+                  "Task 7\nInstruction: - list the keywords of Python.\nInput:\nOutput: if, else\n\n"  # format
+                  "Task 8\nInstruction: Say hello\nOutput missing\n\n"  # malformed
+                  "Task 9\nInstruction: Count the words in the sentence.\nInput: a b\nOutput: 2")  # cut off: malformed
+    tasks = parse_generation(generation, complete=False)
+    assert tasks[0] == SelfInstructTask("Translate the word into Italian.", "Open", "Apri")
+    assert tasks[2].input == ""  # <noinput>
+    pool = Pool(seeds)
+    got = [verdict(t, pool, 0.7) for t in tasks]
+    assert got == [None, "near_duplicate", "unsuitable", "length", "format", "malformed", "malformed"]
+    # the ROUGE-L is rouge-score's own, against the closest seed
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    ref = max(scorer.score(s.instruction, tasks[1].instruction)["rougeL"].fmeasure for s in seeds)
+    assert pool.most_similar(tasks[1].instruction) == ref > 0.7
+    assert parse_generation(generation, complete=True)[-1].instruction == "Count the words in the sentence."
+
+
+def test_self_instruct_run_reports_every_candidate_and_resumes_as_if_uninterrupted(long_model, tmp_path, capsys):
+    from hfkit.cli import main
+
+    seeds = tmp_path / "seeds.jsonl"  # the paper's own layout: instruction + instances
+    seeds.write_text("".join(json.dumps({"instruction": f"Add the numbers number {i}.", "instances": [
+        {"input": f"{i} {i}", "output": str(2 * i)}]}) + "\n" for i in range(6)))
+    common = ["data", "self-instruct", "--model", str(long_model), "--seed-tasks", str(seeds), "--tasks-per-prompt", "3",
+              "--prompts-per-round", "2", "--max-new-tokens", "24", "--num-instructions", "50", "--json"]
+
+    def run(out, rounds):
+        rc = main(common + ["--output", str(out), "--max-rounds", str(rounds)])
+        assert rc == 0, capsys.readouterr().err
+        return json.loads(capsys.readouterr().out)
+
+    first = run(tmp_path / "a.jsonl", 2)
+    assert first["rounds"] == 2 and first["prompts"] == 4
+    assert first["generated"] == first["kept"] + sum(first["dropped"].values()) > 0
+    resumed = run(tmp_path / "a.jsonl", 3)  # continues: one more round
+    straight = run(tmp_path / "b.jsonl", 3)
+    assert resumed["rounds"] == 3 and {k: v for k, v in resumed.items() if k != "output"} == \
+        {k: v for k, v in straight.items() if k != "output"}
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text()
+    for line in (tmp_path / "a.jsonl").read_text().splitlines():
+        assert set(json.loads(line)) == {"instruction", "input", "output"}  # the sft `instruction` format
+    # another setting on the same output is refused; a file it did not write is never replaced
+    rc = main(common + ["--output", str(tmp_path / "a.jsonl"), "--temperature", "0.5"])
+    assert rc == 2 and "written by a self-instruct run with other settings" in capsys.readouterr().err
+    (tmp_path / "mine.jsonl").write_text("my data\n")
+    rc = main(common + ["--output", str(tmp_path / "mine.jsonl")])
+    assert rc == 2 and "exists and was not written by hfkit" in capsys.readouterr().err
+    assert (tmp_path / "mine.jsonl").read_text() == "my data\n"

@@ -1,4 +1,5 @@
-"""`hfkit data report` (a recipe's data, prepared and reported without training) and `hfkit data gettext`."""
+"""`hfkit data report` (a recipe's data, prepared and reported without training), `hfkit data gettext`
+and `hfkit data self-instruct`."""
 from __future__ import annotations
 
 import json
@@ -21,6 +22,31 @@ def register(sub) -> None:
     add_overwrite(gt, "the --output file")
     add_json(gt)
     gt.set_defaults(handler=run_gettext)
+    si = data.add_parser("self-instruct", help="Self-Instruct: a model writes new instruction tasks from seed tasks; "
+                                               "the filtered ones are written as SFT records (resumable)")
+    si.add_argument("--model", required=True, help="the generator: a run folder or a cached Hub id")
+    si.add_argument("--output", required=True, help="JSONL of the kept tasks (instruction, input, output); its "
+                                                    "state and report go to OUTPUT.self_instruct.json")
+    si.add_argument("--seed-tasks", default=None, help="JSONL of seed tasks (default: hfkit's 24 for its built-in tasks)")
+    from ..prompting.self_instruct import SelfInstructConfig
+
+    d = SelfInstructConfig()
+    for name, kind, helptext in (
+            ("num_instructions", int, "stop when this many are kept"),
+            ("tasks_per_prompt", int, "tasks shown in each prompt"),
+            ("machine_tasks", int, "of them, drawn from the generated ones (the paper: 2 of 8)"),
+            ("prompts_per_round", int, "prompts generated between two saves"),
+            ("rouge_threshold", float, "drop an instruction whose ROUGE-L with one in the pool is above this"),
+            ("max_new_tokens", int, "tokens generated per prompt"),
+            ("temperature", float, "sampling temperature"),
+            ("top_p", float, "nucleus sampling"),
+            ("seed", int, "seeds the draws and the sampling"),
+            ("max_rounds", int, "give up after this many rounds"),
+            ("batch_size", int, "prompts generated at once")):
+        si.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(d, name),
+                        help=f"{helptext} (default: {getattr(d, name)})")
+    add_json(si)
+    si.set_defaults(handler=run_self_instruct)
 
 
 def run_report(args) -> int:
@@ -57,4 +83,26 @@ def run_gettext(args) -> int:
     write_jsonl(args.output, ds)
     report = {**report, "catalogs_skipped": len(report["catalogs_skipped"]), "output": args.output}
     emit(report, args.json, f"gettext en->{args.lang}")
+    return 0
+
+
+def run_self_instruct(args) -> int:
+    from ..data.tokenizer import load_tokenizer
+    from ..errors import HfkitError
+    from ..models import load_model
+    from ..outputs import check_output_file
+    from ..prompting.self_instruct import SelfInstructConfig, load_seed_tasks, self_instruct, state_path
+
+    cfg = SelfInstructConfig(**{k: getattr(args, k) for k in SelfInstructConfig.__dataclass_fields__})
+    for name, what in cfg.problems()[:1]:
+        raise HfkitError(f"--{name.replace('_', '-')} {what}")
+    seeds = load_seed_tasks(args.seed_tasks)
+    if not state_path(args.output).is_file():  # a new run (one with a state file continues, if its settings agree)
+        check_output_file(args.output, "--output", {"seed tasks": args.seed_tasks, "model": args.model})
+    model, tokenizer = load_model(args.model), load_tokenizer(args.model)
+    report = self_instruct(model, tokenizer, args.model, seeds, cfg, args.output, progress=not args.json)
+    rows = {"rounds": report["rounds"], "prompts": report["prompts"], "generated": report["generated"],
+            "kept": report["kept"], **{f"dropped: {k}": v for k, v in report["dropped"].items()},
+            "output": args.output}
+    emit(rows if not args.json else {**report, "output": args.output}, args.json, "self-instruct")
     return 0
