@@ -32,7 +32,9 @@ KIND = "sweep"
 COLUMNS = [  # (key in a row, header, format)
     ("parameters", "parameters", "{:,}"), ("non_embedding_parameters", "N (no emb.)", "{:,}"),
     ("train_flops", "FLOPs", "{:.3g}"), ("validation_loss", "val loss", "{:.4f}"), ("validation_perplexity", "val ppl", "{:.2f}"),
-    ("bits_per_char", "bits/char", "{:.3f}"), ("vs_baseline", "vs baseline", "{:.2f}x"),
+    ("bits_per_char", "bits/char", "{:.3f}"), ("generation_metric", "held-out metric", "{}"),
+    ("generation_before", "before", "{:.2f}"), ("generation_after", "after", "{:.2f}"),
+    ("vs_baseline", "vs baseline", "{:.2f}x"),
     ("train_seconds", "train s", "{:.1f}"), ("tokens_per_second", "tokens/s", "{:,.0f}")]
 
 
@@ -232,10 +234,17 @@ def _refuse_changed(run: SweepRun) -> None:
                          f"output_dir")
 
 
+GENERATION_METRICS = ("rougeL", "bleu", "chrf", "exact_match", "accuracy", "token_f1", "ter")  # the one a row shows
+
+
 def row(metrics: dict) -> dict:
-    """One run's figures: size, validation perplexity and bits per character, time and throughput."""
+    """One run's figures: size, validation perplexity and bits per character, the held-out generation score
+    before and after training (tasks that generate), time and throughput."""
     after, train = metrics.get("eval_after", {}), metrics.get("train", {})
-    return {"parameters": metrics.get("parameters"), "non_embedding_parameters": metrics.get("non_embedding_parameters"),
+    gen_before, gen_after = metrics.get("generation_before") or {}, metrics.get("generation_after") or {}
+    metric = next((m for m in GENERATION_METRICS if m in gen_after), None)
+    return {"generation_metric": metric, "generation_before": gen_before.get(metric) if metric else None,
+            "generation_after": gen_after.get(metric) if metric else None,"parameters": metrics.get("parameters"), "non_embedding_parameters": metrics.get("non_embedding_parameters"),
             "train_flops": train.get("train_flops"), "validation_loss": after.get("eval_loss"),
             "validation_perplexity": after.get("eval_perplexity"), "bits_per_char": after.get("eval_bits_per_char"),
             "train_seconds": train.get("train_runtime"), "tokens_per_second": train.get("train_tokens_per_second"),

@@ -185,3 +185,36 @@ def test_self_instruct_run_reports_every_candidate_and_resumes_as_if_uninterrupt
     rc = main(common + ["--output", str(tmp_path / "mine.jsonl")])
     assert rc == 2 and "exists and was not written by hfkit" in capsys.readouterr().err
     assert (tmp_path / "mine.jsonl").read_text() == "my data\n"
+
+
+# --- the instruct_mixture recipe: a task held out entirely -----------------------------------------
+
+def test_instruct_mixture_holds_the_unseen_task_out_whole_in_every_run(tmp_path):
+    from hfkit.sweep import load_sweep
+    from hfkit.tasks.sft import load_sft_records
+
+    from hfkit.data.catalog import InstructionMixture
+
+    _, _, runs = load_sweep("instruct_mixture", [f"output_dir={tmp_path}", "data.sources.0.max_records=40"])
+    records = InstructionMixture(tasks=["summarize_docstring"], max_records=40, max_chars=300).load()
+    distinct = len({(r["input"], r["output"]) for r in records})  # what exact dedup leaves of the task
+    tasks = {}
+    for run in runs:
+        got = load_sft_records(run.recipe, run.recipe.seed)
+        trained = {t for ds in got.train.values() for t in ds["task"]}
+        tasks[run.name] = trained
+        assert set(got.validation["task"]) == {"summarize_docstring"}  # the unseen task, and only it
+        assert "summarize_docstring" not in trained
+        assert len(got.validation) == distinct > 30  # all of it: validation_fraction plays no part
+        assert all(i.startswith("You are given the description part of a Python docstring")
+                   for i in got.validation["instruction"])  # its definition is its instruction
+    assert tasks == {"mixture": {"complete_function", "translate_de", "answer_pydoc"}, "single_task": {"translate_de"}}
+    from hfkit.errors import HfkitError
+    from hfkit.recipe import load_recipe
+
+    with pytest.raises(HfkitError, match="validation group 'nope' has no records"):
+        run = load_recipe("sft", ["data.sources=[{kind: instruction_mixture, max_records: 5}]", "sft.group_field=task",
+                                  "sft.validation_groups=[nope]", f"output_dir={tmp_path / 'x'}"])
+        load_sft_records(run, 0)
+    with pytest.raises(HfkitError, match="sft.validation_groups' names groups of sft.group_field"):
+        load_recipe("sft", ["sft.validation_groups=[a]", f"output_dir={tmp_path / 'y'}"])

@@ -14,6 +14,7 @@ small config (hfkit.data.sources holds files and Hub datasets). Importing this m
 | python_stdlib | the standard library's modules as documents | max_records |
 | python_summaries | a docstring's description -> its summary line (document, summary, module) | max_records |
 | python_code | a function's signature and docstring -> its body (prompt, completion, module) | max_records |
+| instruction_mixture | several built-in tasks as instruction records, each task's definition its instruction (instruction, input, output, task) | tasks, max_records, max_chars, extra |
 """
 from __future__ import annotations
 
@@ -229,6 +230,73 @@ class PythonCode(_Sampled):
         from .docstrings import code_records
 
         return code_records(self.max_records)
+
+
+# the built-in tasks of an instruction mixture: (source kind and its settings, input field, output field);
+# each is named after its shipped task definition (hfkit/configs/tasks), whose definition is the instruction
+MIXTURE_TASKS = {
+    "summarize_docstring": (("python_summaries", {}), "document", "summary"),
+    "complete_function": (("python_code", {}), "prompt", "completion"),
+    "translate_de": (("gettext", {"lang": "de"}), "source", "target"),
+    "answer_pydoc": (("pydoc_qa", {}), "instruction", "output"),
+}
+
+
+@source_kind("instruction_mixture")
+@dataclass
+class InstructionMixture(BuiltinSource):
+    """Several built-in tasks as one set of instruction records (FLAN / Natural Instructions style): each
+    record's `instruction` is its task's definition, `input` the example, `output` the answer, `task` its
+    name (hold a task out entirely with sft.group_field: task and sft.validation_groups). `extra`: a JSONL
+    of instruction records added as task `self_instruct` (what `hfkit data self-instruct` writes)."""
+    tasks: list[str] = field(default_factory=lambda: list(MIXTURE_TASKS))
+    max_records: Optional[int] = 2000  # per task, drawn at random (seeded) from those short enough
+    max_chars: Optional[int] = 400  # drop examples whose input and output together are longer
+    extra: Optional[str] = None
+
+    def check(self, key: str) -> None:
+        unknown = [t for t in self.tasks if t not in MIXTURE_TASKS]
+        if unknown or not self.tasks:
+            raise HfkitError(f"recipe key '{key}.tasks': {f'unknown task {unknown[0]!r}' if unknown else 'empty'} "
+                             f"(tasks: {', '.join(MIXTURE_TASKS)})")
+        if self.max_records is not None and self.max_records < 1:
+            raise HfkitError(f"recipe key '{key}.max_records' must be >= 1, got {self.max_records}")
+        if self.extra is not None and not Path(self.extra).is_file():
+            raise HfkitError(f"recipe key '{key}.extra': no such file: {self.extra}")
+
+    def label(self) -> str:
+        return self.name or "instructions"
+
+    def load(self) -> Dataset:
+        from .task_definitions import load_definition
+
+        rows: dict[str, list] = {"instruction": [], "input": [], "output": [], "task": []}
+        for task in self.tasks:
+            (kind, settings), inp, out = MIXTURE_TASKS[task]
+            ds = KINDS[kind](**settings).load()
+            instruction = load_definition(task, f"task '{task}'").definition.strip()
+            keep = [i for i, (a, b) in enumerate(zip(ds[inp], ds[out]))
+                    if a and b and (self.max_chars is None or len(a) + len(b) <= self.max_chars)]
+            if self.max_records is not None and len(keep) > self.max_records:
+                import random
+
+                keep = sorted(random.Random(0).sample(keep, self.max_records))
+            for i in keep:
+                rows["instruction"].append(instruction)
+                rows["input"].append(ds[i][inp])
+                rows["output"].append(ds[i][out])
+                rows["task"].append(task)
+        if self.extra:
+            from ..io import read_jsonl_objects
+
+            for n, rec in read_jsonl_objects(self.extra, f"{self.KIND} extra"):
+                if not isinstance(rec.get("instruction"), str) or not isinstance(rec.get("output"), str):
+                    raise HfkitError(f"{self.extra} line {n}: an instruction record needs 'instruction' and 'output'")
+                rows["instruction"].append(rec["instruction"])
+                rows["input"].append(str(rec.get("input") or ""))
+                rows["output"].append(rec["output"])
+                rows["task"].append("self_instruct")
+        return Dataset.from_dict(rows)
 
 
 def source_from_spec(spec: str, text_field: str = "text") -> SourceConfig:

@@ -36,7 +36,7 @@ class Gathered:
 def gather_records(data: DataConfig, seed: int, *, shape: Callable[[Dataset, SourceConfig, str], Dataset],
                    key: Callable[[dict], object], check: Callable[[Dataset], None] | None = None,
                    split: str = "by_source", group_field: str | None = None, keep: tuple[str, ...] = (),
-                   what: str = "records") -> Gathered:
+                   what: str = "records", validation_groups: list[str] | None = None) -> Gathered:
     """load -> shape (the task's field mapping and per-source checks) -> concat -> check -> dedup by
     `key(record)` -> split ("by_source", or "pooled": by record, or by `group_field`)."""
     shaped = []
@@ -63,8 +63,11 @@ def gather_records(data: DataConfig, seed: int, *, shape: Callable[[Dataset, Sou
     else:
         with quiet_datasets():
             deduped = deduped.remove_columns("_src")
-        tr, va = (_group_split(deduped, group_field, data.validation_fraction, seed) if group_field
-                  else split_indices(len(deduped), data.validation_fraction, seed))
+        if group_field and validation_groups:
+            tr, va = _named_groups(deduped, group_field, validation_groups)
+        else:
+            tr, va = (_group_split(deduped, group_field, data.validation_fraction, seed) if group_field
+                      else split_indices(len(deduped), data.validation_fraction, seed))
         if data.validation_fraction > 0 and len(va) == 0:
             n_groups = f" ({len(set(map(str, deduped[group_field])))} groups)" if group_field else ""
             raise no_validation(len(deduped), f"{what}{n_groups}", data.validation_fraction)
@@ -99,6 +102,21 @@ def _group_split(ds: Dataset, group_field: str, fraction: float, seed: int) -> t
         val_groups.add(min(names, key=lambda g: counts[g]))
     va = np.array([i for i, g in enumerate(groups) if g in val_groups], dtype=int)
     tr = np.array([i for i, g in enumerate(groups) if g not in val_groups], dtype=int)
+    return tr, va
+
+
+def _named_groups(ds: Dataset, group_field: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every record of the named groups in validation (a task held out entirely), the rest in training."""
+    groups = [str(g) for g in ds[group_field]]
+    missing = [n for n in names if n not in set(groups)]
+    if missing:
+        raise HfkitError(f"validation group '{missing[0]}' has no records (field '{group_field}' holds: "
+                         f"{', '.join(sorted(set(groups))[:20])})")
+    held = set(names)
+    va = np.array([i for i, g in enumerate(groups) if g in held], dtype=int)
+    tr = np.array([i for i, g in enumerate(groups) if g not in held], dtype=int)
+    if len(tr) == 0:
+        raise HfkitError(f"every record is in the validation groups ({', '.join(names)}): nothing left to train on")
     return tr, va
 
 

@@ -74,11 +74,17 @@ class SftConfig:
     # records sharing this field's value (a module, a document) sit all in training or all in validation,
     # so validation holds whole groups out (the labelled tasks' key); None: each source split by record
     group_field: Optional[str] = None
+    # with group_field: these groups (e.g. one task of a mixture) are the validation set, whole, and nothing
+    # else is (validation_fraction is then not used): zero-shot evaluation on a task never trained on
+    validation_groups: list[str] = field(default_factory=list)
 
     RENAMED = {"packing": ("padding_free", "(true | false; TRL's SFTConfig name: 'packing: padded' is "
                                            "'padding_free: false')")}
 
     def validate(self, prefix: str) -> None:
+        if self.validation_groups and not self.group_field:
+            raise HfkitError(f"recipe key '{prefix}.validation_groups' names groups of sft.group_field: set "
+                             f"{prefix}.group_field (e.g. task)")
         for i, t in enumerate(self.templates):  # task definitions read and rendered now, before any work
             if t.definition is not None:
                 t.template(t.name or f"template{i}", f"recipe key '{prefix}.templates.{i}.definition'")
@@ -289,7 +295,8 @@ def load_sft_records(recipe: "Recipe", seed: int) -> SftRecords:
     got = gather_records(data, seed, shape=shape, key=lambda r: sorted((k, v) for k, v in r.items() if k[0] != "_"),
                          check=lambda everything: validate_records(everything, cfg, templates, seed),
                          keep=("_index", "_source") if grouped else ("_index",),
-                         split="pooled" if grouped else "by_source", group_field=cfg.group_field)
+                         split="pooled" if grouped else "by_source", group_field=cfg.group_field,
+                         validation_groups=[str(g) for g in cfg.validation_groups] or None)
     if grouped:  # back to per-source training sets (the mixture works on them)
         with quiet_datasets():
             train = {label: got.train.filter(lambda b: [s == label for s in b["_source"]], batched=True)
