@@ -94,7 +94,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         over = [f"output_dir={tmp}/run", f"max_steps={args.steps}", "eval_strategy=no", "save_strategy=no",
-                "logging_steps=10", "generate.prompts=[]", *args.overrides]
+                "logging_steps=10", "generate.prompts=[]", "load_best_model_at_end=false", *args.overrides]
         metrics = hfkit.train(args.recipe, over, quiet=True)
     total = sum(walls)
     rows = {k: v for k, v in spent.items()}
